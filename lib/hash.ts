@@ -1,0 +1,40 @@
+/**
+ * SHA-1, the hash BEP 3 uses for pieces and the info-hash. Web Crypto runs the digest off the
+ * JavaScript thread, so a peer keeps serving its sockets while a piece is checked.
+ *
+ * @example
+ * ```ts
+ * import { sha1, toHex } from "./hash.ts";
+ * toHex(await sha1(new TextEncoder().encode("abc"))); // "a9993e36..."
+ * ```
+ * @module
+ */
+
+/** The SHA-1 digest of `data`, 20 bytes. */
+export async function sha1(data: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-1", data as Uint8Array<ArrayBuffer>));
+}
+
+/** True when two byte arrays hold the same bytes. */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Lower-case hexadecimal of `bytes`. */
+export function toHex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += b.toString(16).padStart(2, "0");
+  return s;
+}
+
+/** Parses lower- or upper-case hexadecimal; throws on odd length or a non-hex digit. */
+export function fromHex(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) {
+    throw new TypeError(`not a hexadecimal string: ${hex.slice(0, 16)}`);
+  }
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
