@@ -47,9 +47,18 @@ export async function main(usage: string, body: () => Promise<void>): Promise<vo
     }
     const msg = e instanceof Error ? e.message : String(e);
     console.error(`error: ${msg}`);
-    if (!(e instanceof FatalError) && Deno.env.get("SWARM_DEBUG") === "1") console.error(e);
+    if (!(e instanceof FatalError) && debugEnabled()) console.error(e);
     Deno.exit(1);
   }
+}
+
+/**
+ * True when `SWARM_DEBUG=1`. Entrypoints run without `--allow-env`, where reading the variable
+ * would throw (or prompt), so it is read only when env access is already granted.
+ */
+function debugEnabled(): boolean {
+  const q = Deno.permissions.querySync({ name: "env", variable: "SWARM_DEBUG" });
+  return q.state === "granted" && Deno.env.get("SWARM_DEBUG") === "1";
 }
 
 /** Parses a TCP port (1–65535, or 0 when `allowZero`); throws {@linkcode UsageError}. */

@@ -10,9 +10,19 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
+
 /** The SHA-1 digest of `data`, 20 bytes. */
 export async function sha1(data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-1", data as Uint8Array<ArrayBuffer>));
+}
+
+/**
+ * The SHA-1 digest of `data`, computed in place on this thread. Unlike {@linkcode sha1} it does
+ * not copy its input first, which matters for mebibyte pieces.
+ */
+export function sha1Sync(data: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash("sha1").update(data).digest());
 }
 
 /** True when two byte arrays hold the same bytes. */

@@ -181,12 +181,13 @@ export class PiecePicker {
     const p = this.#active.get(index);
     const block = begin / BLOCK_LENGTH;
     const none: ReceivedResult = { accepted: false, pieceComplete: false, cancel: [] };
-    this.#outstanding.get(peer)?.delete(this.#key(index, block));
     if (!p || p.verifying || !Number.isInteger(block) || block >= p.state.length) return none;
     if (length !== this.#blockLength(index, block)) return none;
     if (p.state[block] === RECEIVED) return none;
     const owners = p.owners[block] ?? [];
     if (!owners.includes(peer)) return none; // unsolicited
+    // Only now is the request settled: a rejected block leaves it owed, so release() frees it.
+    this.#outstanding.get(peer)?.delete(this.#key(index, block));
     p.state[block] = RECEIVED;
     p.received++;
     p.owners[block] = undefined;

@@ -15,7 +15,8 @@
  */
 
 import { Bitfield } from "./bitfield.ts";
-import { bytesEqual, sha1 } from "./hash.ts";
+import { BufferPool } from "./buffer_pool.ts";
+import { bytesEqual, sha1Sync } from "./hash.ts";
 import { type Metainfo, pieceHash, pieceSize } from "./metainfo.ts";
 
 /** Raised when the file cannot be opened, read or written; `cause` holds the system error. */
@@ -27,20 +28,36 @@ export class PieceStoreError extends Error {
   }
 }
 
+/** A cached piece: its bytes once read, and how many readers are using them right now. */
+interface CacheEntry {
+  data?: Uint8Array;
+  loading: Promise<Uint8Array>;
+  pins: number;
+  evicted: boolean;
+}
+
 /** Pieces kept in memory for serving; a few MiB bounds the peer's memory. */
-const CACHE_PIECES = 8;
+const CACHE_PIECES = 16;
 
 /** Reads and writes pieces of one file; see the module doc. */
 export class PieceStore {
   readonly #file: Deno.FsFile;
   readonly #meta: Metainfo;
-  readonly #cache = new Map<number, Promise<Uint8Array>>();
-  #lock: Promise<unknown> = Promise.resolve();
+  readonly #cache = new Map<number, CacheEntry>();
+  /** Piece-sized buffers shared with the engine, which fills them with downloaded pieces. */
+  readonly pool: BufferPool;
   #closed = false;
 
-  private constructor(file: Deno.FsFile, meta: Metainfo, readonly path: string) {
+  private constructor(
+    file: Deno.FsFile,
+    meta: Metainfo,
+    readonly path: string,
+    /** True when the file was already there before this store opened it (worth a scan). */
+    readonly existed: boolean,
+  ) {
     this.#file = file;
     this.#meta = meta;
+    this.pool = new BufferPool(meta.pieceLength, 32);
   }
 
   /** Opens an existing complete file for serving (a seeder). */
@@ -51,7 +68,7 @@ export class PieceStore {
       file.close();
       throw new PieceStoreError(`${path} is ${size} bytes, but the swarm's file is ${meta.length}`);
     }
-    return new PieceStore(file, meta, path);
+    return new PieceStore(file, meta, path, true);
   }
 
   /**
@@ -59,6 +76,7 @@ export class PieceStore {
    * kept: {@linkcode PieceStore.scan} finds which of its pieces are already good.
    */
   static async create(path: string, meta: Metainfo): Promise<PieceStore> {
+    const existed = await Deno.stat(path).then(() => true, () => false);
     const file = await wrap(
       `cannot create ${path}`,
       () => Deno.open(path, { read: true, write: true, create: true }),
@@ -72,18 +90,28 @@ export class PieceStore {
         cause: e,
       });
     }
-    return new PieceStore(file, meta, path);
+    return new PieceStore(file, meta, path, existed);
   }
 
   /**
    * Hashes the pieces already in the file and returns those that match, so a restarted download
-   * resumes. Pieces that are all zeros (never written) are skipped without hashing.
+   * resumes. All-zero pieces (never written, or zeros in the real file) are hashed once per
+   * piece size, not once each.
    */
   async scan(onProgress?: (done: number, total: number) => void): Promise<Bitfield> {
     const have = new Bitfield(this.#meta.pieceCount);
+    const zeroHashes = new Map<number, Uint8Array>();
     for (let i = 0; i < this.#meta.pieceCount; i++) {
       const data = await this.#readPiece(i);
-      if (!isZero(data) && bytesEqual(await sha1(data), pieceHash(this.#meta, i))) have.set(i);
+      let hash: Uint8Array;
+      if (isZero(data)) {
+        hash = zeroHashes.get(data.length) ?? sha1Sync(data);
+        zeroHashes.set(data.length, hash);
+      } else {
+        hash = sha1Sync(data);
+      }
+      this.pool.release(data);
+      if (bytesEqual(hash, pieceHash(this.#meta, i))) have.set(i);
       onProgress?.(i + 1, this.#meta.pieceCount);
     }
     return have;
@@ -91,34 +119,66 @@ export class PieceStore {
 
   /**
    * Checks `data` against piece `index`'s SHA-1 and writes it only if it matches. Returns
-   * whether it matched; unverified bytes never reach the file.
+   * whether it matched; unverified bytes never reach the file. On success the store takes
+   * `data` over (it serves blocks from it, then returns it to {@linkcode PieceStore.pool});
+   * on failure the caller still owns it.
    */
-  async verifyAndWrite(index: number, data: Uint8Array): Promise<boolean> {
+  verifyAndWrite(index: number, data: Uint8Array): boolean {
     if (data.length !== pieceSize(this.#meta, index)) return false;
-    if (!bytesEqual(await sha1(data), pieceHash(this.#meta, index))) return false;
-    await this.#exclusive(async () => {
-      await this.#file.seek(index * this.#meta.pieceLength, Deno.SeekMode.Start);
+    // Hashed in place, synchronously: Web Crypto would first copy the whole piece.
+    if (!bytesEqual(sha1Sync(data), pieceHash(this.#meta, index))) return false;
+    this.#io(() => {
+      this.#file.seekSync(index * this.#meta.pieceLength, Deno.SeekMode.Start);
       let off = 0;
-      while (off < data.length) off += await this.#file.write(data.subarray(off));
+      while (off < data.length) off += this.#file.writeSync(data.subarray(off));
     }, `cannot write piece ${index} to ${this.path}`);
-    this.#cache.set(index, Promise.resolve(data));
+    this.#evict(index);
+    this.#cache.set(index, { data, loading: Promise.resolve(data), pins: 0, evicted: false });
     this.#trim();
     return true;
   }
 
-  /** Reads `length` bytes at `begin` of piece `index` (the caller checks that it holds it). */
-  async readBlock(index: number, begin: number, length: number): Promise<Uint8Array> {
-    let piece = this.#cache.get(index);
-    if (piece) {
+  /**
+   * Calls `use` with `length` bytes at `begin` of piece `index`, straight from the piece cache:
+   * the view is valid only during the call (copy what you keep). The caller checks that the
+   * piece is held and the range lies inside it.
+   */
+  async withBlock(
+    index: number,
+    begin: number,
+    length: number,
+    use: (block: Uint8Array) => void,
+  ): Promise<void> {
+    let entry = this.#cache.get(index);
+    if (entry) {
       // Move to the back: the map's order is the eviction order.
       this.#cache.delete(index);
     } else {
-      piece = this.#readPiece(index);
+      const loading = this.#readPiece(index);
+      const e: CacheEntry = { loading, pins: 0, evicted: false };
+      loading.then((d) => {
+        e.data = d;
+        if (e.evicted && e.pins === 0) this.pool.release(d);
+      }, () => this.#cache.get(index) === e && this.#cache.delete(index));
+      entry = e;
     }
-    this.#cache.set(index, piece);
+    this.#cache.set(index, entry);
+    entry.pins++;
     this.#trim();
-    const data = await piece;
-    return data.subarray(begin, begin + length);
+    try {
+      const data = await entry.loading;
+      use(data.subarray(begin, begin + length));
+    } finally {
+      entry.pins--;
+      if (entry.evicted && entry.pins === 0 && entry.data) this.pool.release(entry.data);
+    }
+  }
+
+  /** A copy of `length` bytes at `begin` of piece `index`. */
+  async readBlock(index: number, begin: number, length: number): Promise<Uint8Array> {
+    let out = new Uint8Array(0);
+    await this.withBlock(index, begin, length, (b) => (out = b.slice()));
+    return out;
   }
 
   /** Closes the file; later calls fail. */
@@ -130,34 +190,48 @@ export class PieceStore {
 
   #readPiece(index: number): Promise<Uint8Array> {
     const size = pieceSize(this.#meta, index);
-    return this.#exclusive(async () => {
-      const buf = new Uint8Array(size);
-      await this.#file.seek(index * this.#meta.pieceLength, Deno.SeekMode.Start);
-      let off = 0;
-      while (off < size) {
-        const n = await this.#file.read(buf.subarray(off));
-        if (n === null) throw new Error("file is shorter than expected");
-        off += n;
-      }
-      return buf;
-    }, `cannot read piece ${index} from ${this.path}`);
-  }
-
-  #trim(): void {
-    while (this.#cache.size > CACHE_PIECES) {
-      this.#cache.delete(this.#cache.keys().next().value!);
+    try {
+      return Promise.resolve(this.#io(() => {
+        const buf = this.pool.acquire(size);
+        this.#file.seekSync(index * this.#meta.pieceLength, Deno.SeekMode.Start);
+        let off = 0;
+        while (off < size) {
+          const n = this.#file.readSync(buf.subarray(off));
+          if (n === null) throw new Error("file is shorter than expected");
+          off += n;
+        }
+        return buf;
+      }, `cannot read piece ${index} from ${this.path}`));
+    } catch (e) {
+      return Promise.reject(e);
     }
   }
 
-  /** Runs `fn` alone: a seek and its read or write must not interleave with another's. */
-  #exclusive<T>(fn: () => Promise<T>, what: string): Promise<T> {
-    const run = this.#lock.then(fn).catch((e) => {
-      throw e instanceof PieceStoreError
-        ? e
-        : new PieceStoreError(`${what}: ${reason(e)}`, { cause: e });
-    });
-    this.#lock = run.catch(() => {});
-    return run;
+  #trim(): void {
+    while (this.#cache.size > CACHE_PIECES) this.#evict(this.#cache.keys().next().value!);
+  }
+
+  #evict(index: number): void {
+    const e = this.#cache.get(index);
+    if (!e) return;
+    this.#cache.delete(index);
+    e.evicted = true;
+    // A pinned or still-loading buffer goes back to the pool when its last user is done.
+    if (e.pins === 0 && e.data) this.pool.release(e.data);
+  }
+
+  /**
+   * Runs a seek and its read or write synchronously. A piece is at most a few MiB of page-cache
+   * copying, and doing it inline means it can neither interleave with another seek nor queue up
+   * behind a busy socket: with async file ops, a fast download finished pieces faster than the
+   * event loop got round to writing them, and hundreds of MiB waited in memory.
+   */
+  #io<T>(fn: () => T, what: string): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw new PieceStoreError(`${what}: ${reason(e)}`, { cause: e });
+    }
   }
 }
 

@@ -164,67 +164,107 @@ export interface WireDecoderOptions {
 
 /**
  * Turns a byte stream into handshake and messages. Messages are handed to the callback as they
- * complete; a `piece` block or `bitfield` may point into the decoder's buffers and is valid only
+ * complete; a `piece` block or `bitfield` points into the decoder's buffer and is valid only
  * during the callback, so copy what you keep. Throws {@linkcode WireError} on malformed input.
+ *
+ * A socket can read straight into {@linkcode WireDecoder.writable} and then
+ * {@linkcode WireDecoder.commit}, so no bytes are copied or allocated per read.
  */
 export class WireDecoder {
   #expectHandshake: boolean;
   readonly #max: number;
-  #pending: Uint8Array = new Uint8Array(0);
+  #buf: Uint8Array;
+  #view: DataView;
+  #start = 0;
+  #end = 0;
 
   /** Makes a decoder. */
   constructor(options: WireDecoderOptions = {}) {
     this.#expectHandshake = options.handshake ?? true;
     this.#max = options.maxMessageLength ?? MAX_REQUEST_LENGTH + 9;
+    // Room for one whole largest message plus a generous read.
+    this.#buf = new Uint8Array(Math.max(256 * 1024, 2 * (this.#max + 4)));
+    this.#view = view(this.#buf);
   }
 
   /** Bytes held back waiting for the rest of a message. */
   get buffered(): number {
-    return this.#pending.length;
+    return this.#end - this.#start;
   }
 
-  /** Feeds received bytes; calls `emit` for every complete handshake or message. */
+  /** Free space to read the next bytes into; pass the count read to {@linkcode commit}. */
+  writable(): Uint8Array {
+    if (this.#buf.length - this.#end < this.#buf.length / 4) {
+      // Move the incomplete tail (at most one message) to the front.
+      this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    return this.#buf.subarray(this.#end);
+  }
+
+  /** Takes `n` bytes just read into {@linkcode writable} and emits what they complete. */
+  commit(n: number, emit: (m: Message | Handshake) => void): void {
+    this.#end += n;
+    this.#parse(emit);
+  }
+
+  /** Feeds received bytes (copied in); calls `emit` for every complete message. */
   push(chunk: Uint8Array, emit: (m: Message | Handshake) => void): void {
-    let buf = chunk;
-    if (this.#pending.length > 0) {
-      buf = new Uint8Array(this.#pending.length + chunk.length);
-      buf.set(this.#pending);
-      buf.set(chunk, this.#pending.length);
-    }
     let off = 0;
-    const dv = view(buf);
-    for (;;) {
-      if (this.#expectHandshake) {
-        if (buf.length - off >= 1 && buf[off] !== 19) {
-          throw new WireError(`handshake protocol length ${buf[off]}, expected 19`);
-        }
-        if (buf.length - off < HANDSHAKE_LENGTH) break;
-        for (let i = 0; i < 19; i++) {
-          if (buf[off + 1 + i] !== protocolBytes[i]) {
-            throw new WireError("handshake does not name the BitTorrent protocol");
-          }
-        }
-        emit({
-          type: "handshake",
-          reserved: buf.slice(off + 20, off + 28),
-          infoHash: buf.slice(off + 28, off + 48),
-          peerId: buf.slice(off + 48, off + 68),
-        });
-        off += HANDSHAKE_LENGTH;
-        this.#expectHandshake = false;
-        continue;
-      }
-      if (buf.length - off < 4) break;
-      const len = dv.getUint32(off);
-      if (len > this.#max) {
-        throw new WireError(`message of ${len} bytes exceeds the ${this.#max}-byte limit`);
-      }
-      if (buf.length - off < 4 + len) break;
-      emit(decodeBody(buf.subarray(off + 4, off + 4 + len)));
-      off += 4 + len;
+    while (off < chunk.length) {
+      const space = this.writable();
+      const n = Math.min(space.length, chunk.length - off);
+      space.set(chunk.subarray(off, off + n));
+      off += n;
+      this.commit(n, emit);
     }
-    // Keep only the incomplete tail; copy it, since `chunk` belongs to the caller.
-    this.#pending = off === buf.length ? new Uint8Array(0) : buf.slice(off);
+  }
+
+  #parse(emit: (m: Message | Handshake) => void): void {
+    const buf = this.#buf;
+    const dv = this.#view;
+    let off = this.#start;
+    const end = this.#end;
+    try {
+      for (;;) {
+        if (this.#expectHandshake) {
+          if (end - off >= 1 && buf[off] !== 19) {
+            throw new WireError(`handshake protocol length ${buf[off]}, expected 19`);
+          }
+          if (end - off < HANDSHAKE_LENGTH) break;
+          for (let i = 0; i < 19; i++) {
+            if (buf[off + 1 + i] !== protocolBytes[i]) {
+              throw new WireError("handshake does not name the BitTorrent protocol");
+            }
+          }
+          this.#expectHandshake = false;
+          const hs: Handshake = {
+            type: "handshake",
+            reserved: buf.slice(off + 20, off + 28),
+            infoHash: buf.slice(off + 28, off + 48),
+            peerId: buf.slice(off + 48, off + 68),
+          };
+          off += HANDSHAKE_LENGTH;
+          this.#start = off;
+          emit(hs);
+          continue;
+        }
+        if (end - off < 4) break;
+        const len = dv.getUint32(off);
+        if (len > this.#max) {
+          throw new WireError(`message of ${len} bytes exceeds the ${this.#max}-byte limit`);
+        }
+        if (end - off < 4 + len) break;
+        const body = buf.subarray(off + 4, off + 4 + len);
+        off += 4 + len;
+        this.#start = off;
+        emit(decodeBody(body));
+      }
+    } finally {
+      this.#start = off;
+      if (this.#start === this.#end) this.#start = this.#end = 0;
+    }
   }
 }
 

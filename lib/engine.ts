@@ -1,0 +1,568 @@
+/**
+ * The peer engine: everything a peer does over the wire for one file. It accepts and dials
+ * connections, asks the {@linkcode PiecePicker} what to request, checks and stores pieces through
+ * the {@linkcode PieceStore}, serves blocks to unchoked peers, lets the {@linkcode Choker} pick
+ * whom to upload to, and reaps peers that stall or break the protocol.
+ *
+ * It does not talk to the tracker: the caller feeds it peers with {@linkcode Engine.connect}.
+ *
+ * @example
+ * ```ts
+ * import { Engine } from "./engine.ts";
+ * const engine = new Engine({ meta, store, have, peerId, listener, log: console.log });
+ * engine.start();
+ * engine.connect("127.0.0.1", 9000, "localhost:9000");
+ * await engine.completed;
+ * ```
+ * @module
+ */
+
+import { Bitfield, BitfieldError } from "./bitfield.ts";
+import { Choker } from "./choker.ts";
+import { type Metainfo, pieceSize } from "./metainfo.ts";
+import { PeerConnection } from "./peer_connection.ts";
+import { PiecePicker } from "./picker.ts";
+import type { PieceStore } from "./piece_store.ts";
+import { BLOCK_LENGTH, MAX_REQUEST_LENGTH, type Message } from "./wire.ts";
+
+/** Tunables; the defaults suit a real swarm, tests and demos shorten the timings. */
+export interface EngineTuning {
+  /** Blocks kept requested from each peer (default 128, i.e. 2 MiB in flight). */
+  pipeline: number;
+  /** Regular unchoke slots (default 4) besides the optimistic one. */
+  uploadSlots: number;
+  /** Milliseconds between rechokes (default 10 s, as in BEP 3 practice). */
+  rechokeMs: number;
+  /** A peer that delivers no block for this long loses its requests to others (default 20 s). */
+  requestTimeoutMs: number;
+  /** Send a keep-alive after this much silence (default 60 s; BEP 3 drops after 2 min). */
+  keepAliveMs: number;
+  /** Drop a peer we heard nothing from for this long (default 180 s). */
+  idleTimeoutMs: number;
+  /** Most connections at once (default 50). */
+  maxPeers: number;
+  /** Most unserved requests one peer may queue before it is dropped (default 512). */
+  maxQueuedRequests: number;
+  /** Blocks bigger than this are refused (default 16 KiB); bigger than 128 KiB drops the peer. */
+  maxBlockLength: number;
+}
+
+/** Defaults for {@linkcode EngineTuning}. */
+export const DEFAULT_TUNING: EngineTuning = {
+  pipeline: 128,
+  uploadSlots: 4,
+  rechokeMs: 10_000,
+  requestTimeoutMs: 20_000,
+  keepAliveMs: 60_000,
+  idleTimeoutMs: 180_000,
+  maxPeers: 50,
+  maxQueuedRequests: 512,
+  maxBlockLength: BLOCK_LENGTH,
+};
+
+/** What the engine needs. */
+export interface EngineOptions {
+  /** The file. */
+  meta: Metainfo;
+  /** Where pieces are read and written. */
+  store: PieceStore;
+  /** Pieces already held; the engine sets more as they are verified. */
+  have: Bitfield;
+  /** Our 20-byte peer id. */
+  peerId: Uint8Array;
+  /** A bound listener for incoming peers. */
+  listener: Deno.Listener;
+  /** Where to print what happens. */
+  log: (line: string) => void;
+  /** Timing and limits. */
+  tuning?: Partial<EngineTuning>;
+  /** Called after each verified piece with the peers that supplied its blocks. */
+  onPiece?: (index: number, from: string[]) => void;
+  /** Called when the disk fails (full, unwritable): the peer cannot go on. */
+  onFatal?: (error: Error) => void;
+}
+
+/** Per-remote-peer counters, for summaries and for proving who exchanged with whom. */
+export interface PeerStats {
+  /** The peer's name (tracker id when known). */
+  label: string;
+  /** Its peer id, hex. */
+  peerId: string;
+  /** Bytes of blocks it sent us. */
+  downloaded: number;
+  /** Bytes of blocks we sent it. */
+  uploaded: number;
+  /** Pieces it holds. */
+  pieces: number;
+  /** Whether the connection is open. */
+  connected: boolean;
+}
+
+/** The peer engine; see the module doc. */
+export class Engine {
+  readonly #o: EngineOptions;
+  readonly #t: EngineTuning;
+  readonly #picker: PiecePicker;
+  readonly #choker: Choker;
+  readonly #peers = new Map<string, PeerConnection>();
+  readonly #dialing = new Set<string>();
+  readonly #labels = new Map<string, string>();
+  readonly #buffers = new Map<number, Uint8Array>();
+  readonly #sources = new Map<number, Set<string>>();
+  readonly #wakers = new Map<string, () => void>();
+  readonly #snubbedUntil = new Map<string, number>();
+  readonly #stats = new Map<string, PeerStats>();
+  readonly #closedTotals = new Map<string, { downloaded: number; uploaded: number }>();
+  #timer?: ReturnType<typeof setInterval>;
+  #lastRechoke = 0;
+  #stopped = false;
+  #resolveComplete!: () => void;
+  /** Bytes of verified pieces downloaded since start. */
+  downloaded = 0;
+  /** Bytes of blocks uploaded since start. */
+  uploaded = 0;
+  /** Bytes received that were thrown away (unsolicited, duplicate, or in a failed piece). */
+  wasted = 0;
+  /** Resolves when every piece is held. */
+  readonly completed: Promise<void>;
+
+  /** Makes an engine; nothing happens until {@linkcode Engine.start}. */
+  constructor(options: EngineOptions) {
+    this.#o = options;
+    this.#t = { ...DEFAULT_TUNING, ...options.tuning };
+    this.#picker = new PiecePicker(options.meta, options.have);
+    this.#choker = new Choker({ slots: this.#t.uploadSlots });
+    this.completed = new Promise((resolve) => (this.#resolveComplete = resolve));
+    if (options.have.complete) this.#resolveComplete();
+  }
+
+  /** Pieces held. */
+  get have(): Bitfield {
+    return this.#o.have;
+  }
+
+  /** Open, handshaken connections. */
+  get peerCount(): number {
+    let n = 0;
+    for (const p of this.#peers.values()) if (p.ready) n++;
+    return n;
+  }
+
+  /** Counters for every remote peer we have exchanged with, keyed by peer id. */
+  peerStats(): PeerStats[] {
+    for (const p of this.#peers.values()) this.#updateStats(p);
+    return [...this.#stats.values()];
+  }
+
+  /** Download and upload rates over the last few seconds, bytes/s. */
+  rates(): { down: number; up: number } {
+    let down = 0;
+    let up = 0;
+    for (const p of this.#peers.values()) {
+      down += p.down.rate();
+      up += p.up.rate();
+    }
+    return { down, up };
+  }
+
+  /** Starts accepting peers and the periodic housekeeping. */
+  start(): void {
+    this.#acceptLoop();
+    this.#timer = setInterval(() => this.#tick(), 1000);
+  }
+
+  /** Names a peer id for logs (the tracker's `host:port`). */
+  namePeer(peerIdHex: string, label: string): void {
+    this.#labels.set(peerIdHex, label);
+    for (const p of this.#peers.values()) if (p.peerIdHex === peerIdHex) p.label = label;
+  }
+
+  /** True when a connection to this peer id or address is open or being made. */
+  isConnected(peerIdHex: string, address: string, port: number): boolean {
+    if (this.#dialing.has(`${address}:${port}`)) return true;
+    for (const p of this.#peers.values()) {
+      if (p.peerIdHex === peerIdHex && !p.closed) return true;
+      if (p.outbound && p.remoteAddress === address && p.remotePort === port) return true;
+    }
+    return false;
+  }
+
+  /** Dials a peer unless already connected; failures are logged, not thrown. */
+  async connect(address: string, port: number, label: string, peerIdHex = ""): Promise<void> {
+    if (this.#stopped || this.isConnected(peerIdHex, address, port)) return;
+    if (this.#peers.size >= this.#t.maxPeers) return;
+    const addrKey = `${address}:${port}`;
+    this.#dialing.add(addrKey);
+    try {
+      const conn = await Deno.connect({ hostname: address, port });
+      if (this.#stopped) {
+        conn.close();
+        return;
+      }
+      this.#adopt(conn, true, label);
+    } catch (e) {
+      this.#o.log(`cannot connect to ${label}: ${e instanceof Error ? e.message : e}`);
+    } finally {
+      this.#dialing.delete(addrKey);
+    }
+  }
+
+  /** Closes every connection and the listener. The file stays as it is. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    try {
+      this.#o.listener.close();
+    } catch {
+      // Already closed.
+    }
+    for (const p of this.#peers.values()) p.close();
+    for (const w of this.#wakers.values()) w();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    try {
+      for await (const conn of this.#o.listener) {
+        if (this.#peers.size >= this.#t.maxPeers) {
+          conn.close();
+          continue;
+        }
+        this.#adopt(conn, false);
+      }
+    } catch (e) {
+      if (!this.#stopped) this.#o.log(`listener failed: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+
+  #adopt(conn: Deno.Conn, outbound: boolean, label?: string): void {
+    try {
+      (conn as Deno.TcpConn).setNoDelay(true);
+    } catch {
+      // Not a TCP socket; nothing to tune.
+    }
+    const peer = new PeerConnection(conn, {
+      infoHash: this.#o.meta.infoHash,
+      peerId: this.#o.peerId,
+      outbound,
+      pieceCount: this.#o.meta.pieceCount,
+    });
+    if (label) peer.label = label;
+    this.#peers.set(peer.key, peer);
+    peer.start({
+      onReady: (p) => this.#onReady(p),
+      onMessage: (p, m) => this.#onMessage(p, m),
+      onClose: (p, why) => this.#onClose(p, why),
+    });
+  }
+
+  #onReady(peer: PeerConnection): void {
+    for (const other of this.#peers.values()) {
+      if (other !== peer && other.ready && other.peerIdHex === peer.peerIdHex) {
+        peer.close("duplicate connection");
+        return;
+      }
+    }
+    const label = this.#labels.get(peer.peerIdHex);
+    if (label) peer.label = label;
+    if (this.#o.have.count > 0) peer.send({ type: "bitfield", bitfield: this.#o.have.toBytes() });
+    this.#serveLoop(peer);
+  }
+
+  #onClose(peer: PeerConnection, why?: string): void {
+    this.#peers.delete(peer.key);
+    if (!peer.ready && !peer.peerIdHex) {
+      if (why && !this.#stopped) this.#o.log(`connection to ${peer.label} failed: ${why}`);
+      return;
+    }
+    const base = this.#closedTotals.get(peer.peerIdHex) ?? { downloaded: 0, uploaded: 0 };
+    base.downloaded += peer.down.total;
+    base.uploaded += peer.up.total;
+    this.#closedTotals.set(peer.peerIdHex, base);
+    this.#updateStats(peer);
+    this.#picker.peerLeft(peer.bitfield);
+    this.#picker.release(peer.key);
+    this.#wakers.get(peer.key)?.();
+    this.#wakers.delete(peer.key);
+    if (why && !this.#stopped && why !== "duplicate connection") {
+      this.#o.log(`disconnected from ${peer.label}: ${why}`);
+    }
+    this.#fillAll();
+  }
+
+  #onMessage(peer: PeerConnection, m: Message): void {
+    switch (m.type) {
+      case "bitfield": {
+        if (peer.bitfield.count > 0) {
+          peer.close("protocol error: bitfield sent twice or after have");
+          return;
+        }
+        try {
+          peer.bitfield = Bitfield.fromBytes(m.bitfield, this.#o.meta.pieceCount);
+        } catch (e) {
+          peer.close(`protocol error: ${e instanceof BitfieldError ? e.message : e}`);
+          return;
+        }
+        this.#picker.peerJoined(peer.bitfield);
+        this.#afterAvailability(peer);
+        break;
+      }
+      case "have": {
+        if (m.index >= this.#o.meta.pieceCount) {
+          peer.close(`protocol error: have for piece ${m.index}, which does not exist`);
+          return;
+        }
+        if (peer.bitfield.set(m.index)) this.#picker.peerHas(m.index);
+        this.#afterAvailability(peer);
+        break;
+      }
+      case "choke":
+        peer.peerChoking = true;
+        this.#picker.release(peer.key);
+        this.#fillAll();
+        break;
+      case "unchoke":
+        this.#fill(peer);
+        break;
+      case "interested":
+        this.#maybeUnchoke(peer);
+        break;
+      case "not interested":
+        if (!peer.amChoking) {
+          peer.send({ type: "choke" });
+          peer.requests.length = 0;
+        }
+        break;
+      case "request":
+        this.#onRequest(peer, m);
+        break;
+      case "cancel": {
+        const i = peer.requests.findIndex((r) =>
+          r.index === m.index && r.begin === m.begin && r.length === m.length
+        );
+        if (i >= 0) peer.requests.splice(i, 1);
+        break;
+      }
+      case "piece":
+        this.#onBlock(peer, m.index, m.begin, m.block);
+        break;
+      default:
+        // keep-alive, port (DHT) and extension messages need no answer here.
+        break;
+    }
+  }
+
+  #onRequest(peer: PeerConnection, r: { index: number; begin: number; length: number }): void {
+    if (r.length > MAX_REQUEST_LENGTH) {
+      peer.close(`protocol error: asked for a ${r.length}-byte block`);
+      return;
+    }
+    const size = r.index < this.#o.meta.pieceCount ? pieceSize(this.#o.meta, r.index) : 0;
+    if (r.index >= this.#o.meta.pieceCount || r.begin + r.length > size || r.length === 0) {
+      peer.close(`protocol error: request outside piece ${r.index}`);
+      return;
+    }
+    // Refused quietly, as BEP 3 clients do: choked, not held, or bigger than we serve.
+    if (peer.amChoking || !this.#o.have.has(r.index) || r.length > this.#t.maxBlockLength) return;
+    if (peer.requests.length >= this.#t.maxQueuedRequests) {
+      peer.close(`flooded us with over ${this.#t.maxQueuedRequests} requests`);
+      return;
+    }
+    peer.requests.push({ index: r.index, begin: r.begin, length: r.length });
+    this.#wakers.get(peer.key)?.();
+  }
+
+  #onBlock(peer: PeerConnection, index: number, begin: number, block: Uint8Array): void {
+    const res = this.#picker.received(peer.key, index, begin, block.length);
+    if (!res.accepted) {
+      this.wasted += block.length;
+      this.#fill(peer);
+      return;
+    }
+    let buf = this.#buffers.get(index);
+    if (!buf) {
+      buf = this.#o.store.pool.acquire(pieceSize(this.#o.meta, index));
+      this.#buffers.set(index, buf);
+    }
+    buf.set(block, begin);
+    let sources = this.#sources.get(index);
+    if (!sources) this.#sources.set(index, sources = new Set());
+    sources.add(peer.key);
+    for (const key of res.cancel) {
+      this.#peers.get(key)?.send({ type: "cancel", index, begin, length: block.length });
+    }
+    if (res.pieceComplete) this.#finishPiece(index, buf);
+    this.#fill(peer);
+  }
+
+  #finishPiece(index: number, data: Uint8Array): void {
+    const sourceKeys = [...(this.#sources.get(index) ?? [])];
+    const from = sourceKeys.map((k) => this.#peers.get(k)?.label ?? k.replace(/#\d+$/, ""));
+    this.#buffers.delete(index);
+    this.#sources.delete(index);
+    let ok: boolean;
+    try {
+      ok = this.#o.store.verifyAndWrite(index, data);
+    } catch (e) {
+      this.#o.onFatal?.(e as Error);
+      return;
+    }
+    if (this.#stopped) return;
+    if (!ok) {
+      this.#o.store.pool.release(data);
+      this.wasted += data.length;
+      this.#picker.pieceFailed(index);
+      this.#o.log(
+        `piece ${index} failed its SHA-1 check (from ${from.join(", ")}); fetching again`,
+      );
+      this.#fillAll();
+      return;
+    }
+    this.#picker.pieceVerified(index);
+    this.downloaded += data.length;
+    for (const p of this.#peers.values()) {
+      if (p.ready) p.send({ type: "have", index });
+    }
+    this.#o.onPiece?.(index, from);
+    if (this.#o.have.complete) {
+      this.#resolveComplete();
+      for (const p of this.#peers.values()) {
+        if (!p.ready) continue;
+        if (p.amInterested) p.send({ type: "not interested" });
+        // Two seeders have nothing to say to each other.
+        if (p.bitfield.complete) p.close();
+      }
+    } else {
+      for (const p of this.#peers.values()) this.#updateInterest(p);
+    }
+  }
+
+  #afterAvailability(peer: PeerConnection): void {
+    if (this.#o.have.complete && peer.bitfield.complete) {
+      peer.close();
+      return;
+    }
+    this.#updateInterest(peer);
+    this.#fill(peer);
+  }
+
+  #updateInterest(peer: PeerConnection): void {
+    if (!peer.ready) return;
+    const want = this.#picker.interesting(peer.bitfield);
+    if (want && !peer.amInterested) peer.send({ type: "interested" });
+    else if (!want && peer.amInterested) peer.send({ type: "not interested" });
+  }
+
+  #fill(peer: PeerConnection): void {
+    if (!peer.ready || peer.peerChoking || !peer.amInterested) return;
+    if ((this.#snubbedUntil.get(peer.key) ?? 0) > Date.now()) return;
+    const want = this.#t.pipeline - this.#picker.outstanding(peer.key);
+    // Top up in batches so one arriving block does not cost one tiny write.
+    if (want < Math.min(8, this.#t.pipeline)) return;
+    for (const r of this.#picker.request(peer.key, peer.bitfield, want)) {
+      peer.send({ type: "request", ...r });
+    }
+  }
+
+  #fillAll(): void {
+    for (const p of this.#peers.values()) this.#fill(p);
+  }
+
+  #maybeUnchoke(peer: PeerConnection): void {
+    if (!peer.amChoking) return;
+    let unchoked = 0;
+    for (const p of this.#peers.values()) if (p.ready && !p.amChoking) unchoked++;
+    // A free slot is filled at once; otherwise the peer waits for the next rechoke.
+    if (unchoked < this.#t.uploadSlots + 1) peer.send({ type: "unchoke" });
+  }
+
+  #rechoke(now: number): void {
+    const seeding = this.#o.have.complete;
+    const candidates = [...this.#peers.values()].filter((p) => p.ready).map((p) => ({
+      key: p.key,
+      interested: p.peerInterested,
+      rate: seeding ? p.up.rate(now) : p.down.rate(now),
+      connectedAt: p.connectedAt,
+    }));
+    const unchoke = this.#choker.rechoke(candidates, now);
+    for (const p of this.#peers.values()) {
+      if (!p.ready) continue;
+      if (unchoke.has(p.key) && p.amChoking) p.send({ type: "unchoke" });
+      else if (!unchoke.has(p.key) && !p.amChoking) {
+        p.send({ type: "choke" });
+        p.requests.length = 0;
+      }
+    }
+  }
+
+  async #serveLoop(peer: PeerConnection): Promise<void> {
+    const high = 1 << 20;
+    while (!peer.closed && !this.#stopped) {
+      const r = peer.amChoking ? undefined : peer.requests.shift();
+      if (!r) {
+        await new Promise<void>((resolve) => this.#wakers.set(peer.key, resolve));
+        continue;
+      }
+      try {
+        await this.#o.store.withBlock(r.index, r.begin, r.length, (block) => {
+          if (peer.closed || peer.amChoking) return;
+          peer.sendPiece(r.index, r.begin, block);
+          this.uploaded += block.length;
+        });
+      } catch (e) {
+        this.#o.onFatal?.(e as Error);
+        return;
+      }
+      while (peer.queuedBytes > high && !peer.closed) await peer.drained(high / 2);
+    }
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    for (const p of this.#peers.values()) {
+      if (!p.ready) continue;
+      if (now - p.lastReceived > this.#t.idleTimeoutMs) {
+        p.close(`silent for ${Math.round((now - p.lastReceived) / 1000)} s`);
+        continue;
+      }
+      if (now - p.lastSent > this.#t.keepAliveMs) p.send({ type: "keep-alive" });
+      const waiting = this.#picker.outstanding(p.key) > 0;
+      if (waiting && now - p.lastBlock > this.#t.requestTimeoutMs && !p.peerChoking) {
+        // It stopped sending (snubbed us): hand its blocks to others and leave it alone a while.
+        this.#o.log(
+          `${p.label} sent nothing for ${this.#t.requestTimeoutMs / 1000} s; asking others`,
+        );
+        this.#picker.release(p.key);
+        this.#snubbedUntil.set(p.key, now + 2 * this.#t.requestTimeoutMs);
+        p.lastBlock = now;
+        this.#fillAll();
+      }
+    }
+    if (now - this.#lastRechoke >= this.#t.rechokeMs) {
+      this.#lastRechoke = now;
+      this.#rechoke(now);
+    }
+  }
+
+  #updateStats(p: PeerConnection): void {
+    if (!p.peerIdHex) return;
+    const prev = this.#stats.get(p.peerIdHex);
+    // Counters of earlier connections to the same peer were folded in when they closed.
+    const base = this.#closedTotals.get(p.peerIdHex) ?? { downloaded: 0, uploaded: 0 };
+    const downloaded = base.downloaded + (p.closed ? 0 : p.down.total);
+    const uploaded = base.uploaded + (p.closed ? 0 : p.up.total);
+    this.#stats.set(p.peerIdHex, {
+      label: p.label,
+      peerId: p.peerIdHex,
+      downloaded,
+      uploaded,
+      pieces: p.bitfield.count,
+      connected: !p.closed || (prev?.connected ?? false) && this.#hasOpen(p.peerIdHex),
+    });
+  }
+
+  #hasOpen(peerIdHex: string): boolean {
+    for (const q of this.#peers.values()) if (q.peerIdHex === peerIdHex && !q.closed) return true;
+    return false;
+  }
+}
