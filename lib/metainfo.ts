@@ -20,7 +20,7 @@ import {
   decodeWithSpan,
   encode,
 } from "./bencode.ts";
-import { sha1, toHex } from "./hash.ts";
+import { sha1, sha1Sync, toHex } from "./hash.ts";
 
 /** Default piece length: 1 MiB, so the seed's 500 MiB file has 500 pieces. */
 export const DEFAULT_PIECE_LENGTH = 1 << 20;
@@ -143,21 +143,14 @@ export async function hashFile(path: string, options: HashFileOptions = {}): Pro
   if (length === 0) throw new MetainfoError(`${path} is empty`);
   const count = Math.ceil(length / pieceLength);
   const pieces = new Uint8Array(count * 20);
-  // Keep a few digests in flight: Web Crypto hashes on other threads while we read the next piece.
-  const inflight: Promise<void>[] = [];
+  // One reused buffer and an in-place hash: no per-piece garbage, so memory stays flat.
+  const buf = new Uint8Array(pieceLength);
   for (let i = 0; i < count; i++) {
-    const size = Math.min(pieceLength, length - i * pieceLength);
-    const chunk = new Uint8Array(size);
+    const chunk = buf.subarray(0, Math.min(pieceLength, length - i * pieceLength));
     await readFull(file, chunk);
-    inflight.push(
-      sha1(chunk).then((h) => {
-        pieces.set(h, i * 20);
-        options.onProgress?.(i + 1, count);
-      }),
-    );
-    if (inflight.length >= 4) await inflight.shift();
+    pieces.set(sha1Sync(chunk), i * 20);
+    options.onProgress?.(i + 1, count);
   }
-  await Promise.all(inflight);
   return await makeMetainfo(name, length, pieceLength, pieces);
 }
 

@@ -87,7 +87,7 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
       meta = await waitForMetainfo(client, log);
       const path = `${cfg.dir}/${downloadName(cfg.host, cfg.port, meta.name)}`;
       store = await PieceStore.create(path, meta);
-      have = store.existed ? await store.scan() : new Bitfield(meta.pieceCount);
+      have = store.existed ? store.scan() : new Bitfield(meta.pieceCount);
       if (have.count > 0) log(`Resumed with ${have.count}/${meta.pieceCount} pieces from ${path}`);
       log(`Downloading ${meta.name} (${meta.pieceCount} pieces) into ${path}`);
     }

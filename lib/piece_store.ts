@@ -28,14 +28,6 @@ export class PieceStoreError extends Error {
   }
 }
 
-/** A cached piece: its bytes once read, and how many readers are using them right now. */
-interface CacheEntry {
-  data?: Uint8Array;
-  loading: Promise<Uint8Array>;
-  pins: number;
-  evicted: boolean;
-}
-
 /** Pieces kept in memory for serving; a few MiB bounds the peer's memory. */
 const CACHE_PIECES = 16;
 
@@ -43,7 +35,7 @@ const CACHE_PIECES = 16;
 export class PieceStore {
   readonly #file: Deno.FsFile;
   readonly #meta: Metainfo;
-  readonly #cache = new Map<number, CacheEntry>();
+  readonly #cache = new Map<number, Uint8Array>();
   /** Piece-sized buffers shared with the engine, which fills them with downloaded pieces. */
   readonly pool: BufferPool;
   #closed = false;
@@ -98,11 +90,11 @@ export class PieceStore {
    * resumes. All-zero pieces (never written, or zeros in the real file) are hashed once per
    * piece size, not once each.
    */
-  async scan(onProgress?: (done: number, total: number) => void): Promise<Bitfield> {
+  scan(onProgress?: (done: number, total: number) => void): Bitfield {
     const have = new Bitfield(this.#meta.pieceCount);
     const zeroHashes = new Map<number, Uint8Array>();
     for (let i = 0; i < this.#meta.pieceCount; i++) {
-      const data = await this.#readPiece(i);
+      const data = this.#readPiece(i);
       let hash: Uint8Array;
       if (isZero(data)) {
         hash = zeroHashes.get(data.length) ?? sha1Sync(data);
@@ -133,51 +125,33 @@ export class PieceStore {
       while (off < data.length) off += this.#file.writeSync(data.subarray(off));
     }, `cannot write piece ${index} to ${this.path}`);
     this.#evict(index);
-    this.#cache.set(index, { data, loading: Promise.resolve(data), pins: 0, evicted: false });
+    this.#cache.set(index, data);
     this.#trim();
     return true;
   }
 
   /**
-   * Calls `use` with `length` bytes at `begin` of piece `index`, straight from the piece cache:
-   * the view is valid only during the call (copy what you keep). The caller checks that the
-   * piece is held and the range lies inside it.
+   * Calls `use` with `length` bytes at `begin` of piece `index`, straight from the piece cache
+   * (reading the piece into it first if needed): the view is valid only during the call, so
+   * copy what you keep. The caller checks that the piece is held and the range lies inside it.
    */
-  async withBlock(
-    index: number,
-    begin: number,
-    length: number,
-    use: (block: Uint8Array) => void,
-  ): Promise<void> {
-    let entry = this.#cache.get(index);
-    if (entry) {
+  withBlock(index: number, begin: number, length: number, use: (block: Uint8Array) => void): void {
+    let data = this.#cache.get(index);
+    if (data) {
       // Move to the back: the map's order is the eviction order.
       this.#cache.delete(index);
     } else {
-      const loading = this.#readPiece(index);
-      const e: CacheEntry = { loading, pins: 0, evicted: false };
-      loading.then((d) => {
-        e.data = d;
-        if (e.evicted && e.pins === 0) this.pool.release(d);
-      }, () => this.#cache.get(index) === e && this.#cache.delete(index));
-      entry = e;
+      data = this.#readPiece(index);
     }
-    this.#cache.set(index, entry);
-    entry.pins++;
+    this.#cache.set(index, data);
     this.#trim();
-    try {
-      const data = await entry.loading;
-      use(data.subarray(begin, begin + length));
-    } finally {
-      entry.pins--;
-      if (entry.evicted && entry.pins === 0 && entry.data) this.pool.release(entry.data);
-    }
+    use(data.subarray(begin, begin + length));
   }
 
   /** A copy of `length` bytes at `begin` of piece `index`. */
-  async readBlock(index: number, begin: number, length: number): Promise<Uint8Array> {
+  readBlock(index: number, begin: number, length: number): Uint8Array {
     let out = new Uint8Array(0);
-    await this.withBlock(index, begin, length, (b) => (out = b.slice()));
+    this.withBlock(index, begin, length, (b) => (out = b.slice()));
     return out;
   }
 
@@ -188,11 +162,11 @@ export class PieceStore {
     this.#file.close();
   }
 
-  #readPiece(index: number): Promise<Uint8Array> {
+  #readPiece(index: number): Uint8Array {
     const size = pieceSize(this.#meta, index);
+    const buf = this.pool.acquire(size);
     try {
-      return Promise.resolve(this.#io(() => {
-        const buf = this.pool.acquire(size);
+      return this.#io(() => {
         this.#file.seekSync(index * this.#meta.pieceLength, Deno.SeekMode.Start);
         let off = 0;
         while (off < size) {
@@ -201,9 +175,10 @@ export class PieceStore {
           off += n;
         }
         return buf;
-      }, `cannot read piece ${index} from ${this.path}`));
+      }, `cannot read piece ${index} from ${this.path}`);
     } catch (e) {
-      return Promise.reject(e);
+      this.pool.release(buf);
+      throw e;
     }
   }
 
@@ -212,12 +187,11 @@ export class PieceStore {
   }
 
   #evict(index: number): void {
-    const e = this.#cache.get(index);
-    if (!e) return;
+    const data = this.#cache.get(index);
+    if (!data) return;
     this.#cache.delete(index);
-    e.evicted = true;
-    // A pinned or still-loading buffer goes back to the pool when its last user is done.
-    if (e.pins === 0 && e.data) this.pool.release(e.data);
+    // Nobody else holds a view: blocks are copied out synchronously in withBlock.
+    this.pool.release(data);
   }
 
   /**

@@ -14,6 +14,17 @@
  * @module
  */
 
+// Every test module imports this one, so this check runs first: the tests spawn the real
+// tracker and peers and write real files, which `deno test --allow-net` alone does not allow.
+const needed = ["net", "read", "write", "run", "env"] as const;
+const missing = needed.filter((name) => Deno.permissions.querySync({ name }).state !== "granted");
+if (missing.length > 0) {
+  throw new Error(
+    `the tests also need --allow-${missing.join(", --allow-")}: run \`deno task test\` ` +
+      "(deno test -P, which grants the permissions listed in deno.json)",
+  );
+}
+
 /** Raised by every helper here when an assertion does not hold. */
 export class AssertionError extends Error {
   /** Builds the error. */
