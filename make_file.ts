@@ -15,13 +15,16 @@ import { parseArgs } from "node:util";
 import { FatalError, formatBytes, main, parseSize, UsageError } from "./lib/cli.ts";
 import { formatRate, ProgressBar } from "./lib/progress_bar.ts";
 import { DEFAULT_SEED, systemReason, writeTestFile } from "./lib/test_file.ts";
+import { hashFile, MAX_PIECE_LENGTH, toTorrent } from "./lib/metainfo.ts";
 
 /** The command's help text. */
 export const USAGE = `usage: make_file [--size 500MiB] [--out ubuntu-teste.iso] [--seed N] [--force]
+                 [--announce URL] [--piece-length 1MiB] [--no-torrent]
 
 Writes SIZE bytes of pseudo-random data, reproducible from the seed, to OUT. The data goes to
 OUT.part first and is renamed to OUT only when complete, so an interrupted run never leaves a
-short OUT behind.
+short OUT behind. Beside it goes OUT.torrent, a standard BEP 3 .torrent for any BitTorrent
+client, whose info-hash is the one our peers use.
 
   --size SIZE   bytes to write: 3MiB, 500MiB, 1GiB (powers of 1024), 64MB (powers of 1000)
                 or a plain byte count (default 500MiB)
@@ -29,6 +32,10 @@ short OUT behind.
   --seed N      an integer from 0 to 2^64-1; the same seed and size always give the same
                 bytes (default ${DEFAULT_SEED})
   --force       rewrite OUT even if it already exists
+  --announce URL  the tracker written into OUT.torrent
+                (default http://localhost:8000/announce)
+  --piece-length SIZE  piece size of OUT.torrent (default 1MiB)
+  --no-torrent  do not write OUT.torrent
   -h, --help    show this help
 
 If OUT already exists with exactly SIZE bytes, it is kept as it is and make_file exits 0, so
@@ -60,6 +67,9 @@ async function run(args: string[]): Promise<void> {
         out: { type: "string", default: "ubuntu-teste.iso" },
         seed: { type: "string", default: String(DEFAULT_SEED) },
         force: { type: "boolean", default: false },
+        announce: { type: "string", default: "http://localhost:8000/announce" },
+        "piece-length": { type: "string", default: "1MiB" },
+        "no-torrent": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     }));
@@ -74,6 +84,18 @@ async function run(args: string[]): Promise<void> {
   const seed = parseSeed(values.seed);
   const out = values.out;
   if (out === "") throw new UsageError("--out must not be empty");
+  const pieceLength = parseSize(values["piece-length"], "--piece-length");
+  if (pieceLength < 16384 || pieceLength > MAX_PIECE_LENGTH) {
+    throw new UsageError("--piece-length must be between 16KiB and 16MiB");
+  }
+  try {
+    new URL(values.announce);
+  } catch {
+    throw new UsageError("--announce must be a URL such as http://localhost:8000/announce");
+  }
+  const torrent = values["no-torrent"]
+    ? undefined
+    : { announce: values.announce, pieceLength, path: `${out}.torrent` };
 
   const existing = await statOrUndefined(out);
   if (existing) {
@@ -83,6 +105,7 @@ async function run(args: string[]): Promise<void> {
         console.log(
           `${out} already exists with ${describe(size)}; kept it (use --force to rewrite it)`,
         );
+        if (torrent && !(await statOrUndefined(torrent.path))) await writeTorrentFor(out, torrent);
         return;
       }
       throw new FatalError(
@@ -109,6 +132,7 @@ async function run(args: string[]): Promise<void> {
       `wrote ${describe(result.size)} to ${out} in ${result.seconds.toFixed(2)} s ` +
         `(${formatRate(result.size, result.seconds)}), seed ${seed}`,
     );
+    if (torrent) await writeTorrentFor(out, torrent);
   } catch (e) {
     bar.finish();
     if (e === interrupted) {
@@ -119,6 +143,20 @@ async function run(args: string[]): Promise<void> {
   } finally {
     if (listening) Deno.removeSignalListener("SIGINT", onSigint);
   }
+}
+
+/** Hashes `file` and writes its .torrent. */
+async function writeTorrentFor(
+  file: string,
+  t: { announce: string; pieceLength: number; path: string },
+): Promise<void> {
+  const meta = await hashFile(file, { pieceLength: t.pieceLength });
+  try {
+    await Deno.writeFile(t.path, toTorrent(meta, t.announce));
+  } catch (e) {
+    throw new FatalError(`cannot write ${t.path}: ${systemReason(e)}`, { cause: e });
+  }
+  console.log(`wrote ${t.path} (${meta.pieceCount} pieces, info-hash ${meta.infoHashHex})`);
 }
 
 function describe(n: number): string {

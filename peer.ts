@@ -12,14 +12,27 @@
  */
 
 import { parseArgs } from "node:util";
-import { main, parseBool, parsePort, parseSize, UsageError } from "./lib/cli.ts";
+import { FatalError, main, parseBool, parsePort, parseSize, UsageError } from "./lib/cli.ts";
+import { parseTorrent } from "./lib/metainfo.ts";
 import { runPeer } from "./lib/peer_app.ts";
+
+/** The announce URL of a .torrent, to find its tracker when --tracker is not given. */
+async function readTorrentAnnounce(path: string): Promise<{ announce?: string }> {
+  try {
+    return await parseTorrent(await Deno.readFile(path));
+  } catch (e) {
+    throw new FatalError(`cannot use ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
 
 const USAGE = `usage: peer HOST PORT IS_SEEDER [options]
   HOST PORT            where this peer listens for other peers, e.g. localhost 9001
   IS_SEEDER            true: serve the complete file; false: download it
 options:
-  --tracker URL        the tracker's XML-RPC URL (default http://localhost:8000/)
+  --tracker URL        the tracker's XML-RPC URL (default http://localhost:8000/, or the
+                       announce URL's host and port of --torrent)
+  --torrent FILE       a leecher takes the file's metainfo from this .torrent (and publishes
+                       it to the tracker) instead of waiting for a seeder to publish it
   --file NAME          the file a seeder serves (default ubuntu-teste.iso)
   --dir DIR            folder for the seed file and downloads (default .)
   --piece-length SIZE  piece size a seeder hashes with (default 1MiB)
@@ -36,7 +49,8 @@ if (import.meta.main) {
         allowPositionals: true,
         strict: true,
         options: {
-          tracker: { type: "string", default: "http://localhost:8000/" },
+          tracker: { type: "string" },
+          torrent: { type: "string" },
           file: { type: "string", default: "ubuntu-teste.iso" },
           dir: { type: "string", default: "." },
           "piece-length": { type: "string" },
@@ -59,9 +73,18 @@ if (import.meta.main) {
     const [host, portText, seederText] = positionals;
     const port = parsePort(portText, "PORT");
     const seeder = parseBool(seederText, "IS_SEEDER");
+    if (values.torrent !== undefined && seeder) {
+      throw new UsageError("--torrent is for leechers; a seeder makes the .torrent itself");
+    }
+    let trackerText = values.tracker;
+    if (trackerText === undefined && values.torrent !== undefined) {
+      const { announce } = await readTorrentAnnounce(values.torrent);
+      trackerText = announce;
+    }
     let tracker: URL;
     try {
-      tracker = new URL(values.tracker);
+      tracker = new URL("/", trackerText ?? "http://localhost:8000/");
+      if (values.tracker !== undefined) tracker = new URL(values.tracker);
     } catch {
       throw new UsageError(`--tracker must be a URL such as http://localhost:8000/`);
     }
@@ -87,6 +110,7 @@ if (import.meta.main) {
       dir: values.dir,
       pieceLength,
       quiet: values.quiet,
+      torrent: values.torrent,
       tuning: pipeline === undefined ? {} : { pipeline },
     });
     Deno.exit(0);

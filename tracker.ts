@@ -12,7 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { main, parsePort, UsageError } from "./lib/cli.ts";
+import { FatalError, main, parsePort, UsageError } from "./lib/cli.ts";
 import {
   HIDE_CURSOR,
   type LogEvent,
@@ -22,20 +22,27 @@ import {
   SHOW_CURSOR,
 } from "./lib/dashboard.ts";
 import { DEFAULT_INTERVAL, EXPIRY_INTERVALS, Registry, type Snapshot } from "./lib/registry.ts";
+import { announceRoutes } from "./lib/http_tracker.ts";
+import { parseTorrent } from "./lib/metainfo.ts";
+import { reason } from "./lib/piece_store.ts";
 import { trackerMethods } from "./lib/tracker_methods.ts";
 import { XmlRpcHttpServer } from "./lib/xmlrpc_server.ts";
 
-const USAGE = "usage: tracker [--host localhost] [--port 8000] [--interval 2]";
+const USAGE =
+  "usage: tracker [--host localhost] [--port 8000] [--interval 2] [--torrent FILE.torrent]";
 
 const HELP = `${USAGE}
 
-Runs the swarm tracker (XML-RPC on http://HOST:PORT/).
+Runs the swarm tracker: XML-RPC on http://HOST:PORT/ for our peers, and BitTorrent's HTTP
+announce (BEP 3) at http://HOST:PORT/announce and scrape (BEP 48) at /scrape for any client.
 
 options:
   --host HOST      address to listen on (default localhost)
   --port PORT      TCP port to listen on (default 8000)
   --interval SECS  seconds between peer progress reports (default ${DEFAULT_INTERVAL});
                    peers silent for ${EXPIRY_INTERVALS} intervals are dropped
+  --torrent FILE   serve this .torrent from the start, so BitTorrent clients can announce
+                   before any of our seeders publishes (needs --allow-read)
   -h, --help       show this help`;
 
 /** How often plain-log mode prints progress lines. */
@@ -47,6 +54,7 @@ interface Args {
   host: string;
   port: number;
   interval: number;
+  torrent: string | undefined;
 }
 
 function parse(argv: string[]): Args | "help" {
@@ -60,6 +68,7 @@ function parse(argv: string[]): Args | "help" {
         host: { type: "string" },
         port: { type: "string" },
         interval: { type: "string" },
+        torrent: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -74,7 +83,7 @@ function parse(argv: string[]): Args | "help" {
   if (!/^\d+(\.\d+)?$/.test(values.interval ?? "1") || !(interval > 0) || interval > 3600) {
     throw new UsageError("--interval must be a number of seconds above 0 and at most 3600");
   }
-  return { host, port, interval };
+  return { host, port, interval, torrent: values.torrent };
 }
 
 /** `parseArgs`'s messages are long and Node-flavoured; say the same in one short clause. */
@@ -108,6 +117,26 @@ function statusPage(s: Snapshot, url: string): string {
   ].join("\n");
 }
 
+async function preload(registry: Registry, path: string): Promise<void> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      throw new FatalError(
+        `reading ${path} needs --allow-read (deno run --allow-net --allow-read)`,
+      );
+    }
+    throw new FatalError(`cannot read ${path}: ${reason(e)}`, { cause: e });
+  }
+  try {
+    const { meta } = await parseTorrent(bytes);
+    await registry.preload(meta.info);
+  } catch (e) {
+    throw new FatalError(`${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
+
 const encoder = new TextEncoder();
 
 function writeAll(text: string): void {
@@ -133,8 +162,10 @@ await main(USAGE, async () => {
       else log(event);
     },
   });
+  if (args.torrent !== undefined) await preload(registry, args.torrent);
   const server: XmlRpcHttpServer = new XmlRpcHttpServer({
     methods: trackerMethods(registry),
+    routes: announceRoutes(registry),
     statusPage: (): string => statusPage(registry.snapshot(), server.url),
     onError: (e, where) => {
       const msg = `internal error in ${where}: ${e instanceof Error ? e.message : String(e)}`;
@@ -144,7 +175,7 @@ await main(USAGE, async () => {
   });
   await server.listen(args.port, args.host);
   const url = server.url;
-  const banner = `tracker listening on ${url} (XML-RPC)`;
+  const banner = `tracker listening on ${url} (XML-RPC; BitTorrent announce at ${url}announce)`;
   console.log(banner);
 
   function log(event: LogEvent): void {

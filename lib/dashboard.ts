@@ -266,11 +266,16 @@ const ROLE_WIDTH = 7; // "leecher"
 const PERCENT_WIDTH = 6; // "100.0%"
 const RATES_WIDTH = 18; // " ↓" + 7 + " ↑" + 7
 
+/** A row's name: the peer's id, plus its client for BitTorrent clients that announced. */
+function rowName(p: PeerRow): string {
+  return p.client ? `${p.id} ${p.client}` : p.id;
+}
+
 function rowLayout(peers: readonly PeerRow[], inner: number): RowLayout {
   const indexWidth = String(peers.length).length + 1;
   const maxCount = Math.max(0, ...peers.map((p) => p.pieceCount));
   const countWidth = Math.max(3, 2 * String(maxCount).length + 1);
-  let idWidth = Math.min(24, Math.max(...peers.map((p) => displayWidth(sanitize(p.id)))));
+  let idWidth = Math.min(30, Math.max(...peers.map((p) => displayWidth(sanitize(rowName(p))))));
   // index, id, role, "[" bar "]", count, percent, with single/double spaces between.
   const fixed = () =>
     indexWidth + 1 + idWidth + 2 + ROLE_WIDTH + 2 + 2 + 1 + countWidth + 1 +
@@ -293,7 +298,7 @@ function renderRow(
   paint: (style: keyof typeof STYLE, s: string) => string,
 ): string {
   const index = `${n}.`.padStart(l.indexWidth, " ");
-  const id = fit(truncate(sanitize(p.id), l.idWidth), l.idWidth);
+  const id = fit(truncate(sanitize(rowName(p)), l.idWidth), l.idWidth);
   const role = paint(p.role === "seeder" ? "green" : "yellow", p.role.padEnd(ROLE_WIDTH, " "));
   const known = p.pieceCount > 0;
   const bar = progressBar(p.pieces, p.pieceCount, l.barWidth);

@@ -23,7 +23,7 @@ import { type Metainfo, pieceSize } from "./metainfo.ts";
 import { PeerConnection } from "./peer_connection.ts";
 import { PiecePicker } from "./picker.ts";
 import type { PieceStore } from "./piece_store.ts";
-import { BLOCK_LENGTH, MAX_REQUEST_LENGTH, type Message } from "./wire.ts";
+import { BLOCK_LENGTH, clientName, MAX_REQUEST_LENGTH, type Message } from "./wire.ts";
 
 /** Tunables; the defaults suit a real swarm, tests and demos shorten the timings. */
 export interface EngineTuning {
@@ -174,8 +174,13 @@ export class Engine {
 
   /** Names a peer id for logs (the tracker's `host:port`). */
   namePeer(peerIdHex: string, label: string): void {
+    if (this.#labels.get(peerIdHex) === label) return;
     this.#labels.set(peerIdHex, label);
-    for (const p of this.#peers.values()) if (p.peerIdHex === peerIdHex) p.label = label;
+    for (const p of this.#peers.values()) {
+      if (p.peerIdHex !== peerIdHex) continue;
+      const client = clientName(p.peerId);
+      p.label = client === "swarm" ? label : `${label} (${client})`;
+    }
   }
 
   /** True when a connection to this peer id or address is open or being made. */
@@ -265,6 +270,8 @@ export class Engine {
     }
     const label = this.#labels.get(peer.peerIdHex);
     if (label) peer.label = label;
+    const client = clientName(peer.peerId);
+    if (client !== "swarm") peer.label += ` (${client})`;
     if (this.#o.have.count > 0) peer.send({ type: "bitfield", bitfield: this.#o.have.toBytes() });
   }
 
@@ -290,16 +297,16 @@ export class Engine {
   #onMessage(peer: PeerConnection, m: Message): void {
     switch (m.type) {
       case "bitfield": {
-        if (peer.bitfield.count > 0) {
-          peer.close("protocol error: bitfield sent twice or after have");
-          return;
-        }
+        let bits: Bitfield;
         try {
-          peer.bitfield = Bitfield.fromBytes(m.bitfield, this.#o.meta.pieceCount);
+          bits = Bitfield.fromBytes(m.bitfield, this.#o.meta.pieceCount);
         } catch (e) {
           peer.close(`protocol error: ${e instanceof BitfieldError ? e.message : e}`);
           return;
         }
+        // BEP 3 wants it first, but some clients (aria2) resend it later: take the newest.
+        this.#picker.peerLeft(peer.bitfield);
+        peer.bitfield = bits;
         this.#picker.peerJoined(peer.bitfield);
         this.#afterAvailability(peer);
         break;

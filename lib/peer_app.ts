@@ -17,7 +17,14 @@ import { Bitfield } from "./bitfield.ts";
 import { FatalError, formatBytes } from "./cli.ts";
 import { Engine, type EngineTuning } from "./engine.ts";
 import { toHex } from "./hash.ts";
-import { DEFAULT_PIECE_LENGTH, fromInfo, hashFile, type Metainfo } from "./metainfo.ts";
+import {
+  DEFAULT_PIECE_LENGTH,
+  fromInfo,
+  hashFile,
+  type Metainfo,
+  parseTorrent,
+  toTorrent,
+} from "./metainfo.ts";
 import { PieceStore, PieceStoreError, reason } from "./piece_store.ts";
 import {
   FaultCode,
@@ -45,6 +52,8 @@ export interface PeerConfig {
   dir: string;
   /** Piece length the seeder hashes with. */
   pieceLength?: number;
+  /** A .torrent to take the metainfo from (a leecher), instead of asking the tracker. */
+  torrent?: string;
   /** Print only the important lines. */
   quiet?: boolean;
   /** Engine timing and limits. */
@@ -77,6 +86,7 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
       const path = `${cfg.dir}/${cfg.file}`;
       await statSeedFile(path);
       meta = await hashWithProgress(path, cfg, log);
+      await writeTorrent(`${path}.torrent`, meta, cfg.tracker, log);
       session = await registerOrExplain(client, cfg, peerId, role);
       await publish(client, session.token, meta, cfg.tracker);
       store = await PieceStore.openForSeeding(path, meta);
@@ -84,7 +94,13 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
       log(`Seeding ${meta.name} (${formatBytes(meta.length)}, ${meta.pieceCount} pieces) as ${id}`);
     } else {
       session = await registerOrExplain(client, cfg, peerId, role);
-      meta = await waitForMetainfo(client, log);
+      if (cfg.torrent) {
+        // Started from a .torrent: publish it, so clients that announce over HTTP can join too.
+        meta = await readTorrent(cfg.torrent);
+        await publish(client, session.token, meta, cfg.tracker);
+      } else {
+        meta = await waitForMetainfo(client, log);
+      }
       const path = `${cfg.dir}/${downloadName(cfg.host, cfg.port, meta.name)}`;
       store = await PieceStore.create(path, meta);
       have = store.existed ? store.scan() : new Bitfield(meta.pieceCount);
@@ -196,6 +212,29 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
   await tracker.leave();
 }
 
+/** The BEP 3 announce URL of the tracker whose XML-RPC endpoint is `trackerUrl`. */
+export function announceUrl(trackerUrl: string): string {
+  return new URL("/announce", trackerUrl).href;
+}
+
+/**
+ * Writes a standard .torrent beside the seed file, so any BitTorrent client can join the swarm.
+ * Not being able to is worth a line, not the end of seeding.
+ */
+async function writeTorrent(
+  path: string,
+  meta: Metainfo,
+  trackerUrl: string,
+  log: (line: string) => void,
+): Promise<void> {
+  try {
+    await Deno.writeFile(path, toTorrent(meta, announceUrl(trackerUrl)));
+    log(`Wrote ${path} (info-hash ${meta.infoHashHex}) for other BitTorrent clients`);
+  } catch (e) {
+    log(`Could not write ${path}: ${reason(e)}`);
+  }
+}
+
 function listen(host: string, port: number): Deno.Listener {
   try {
     return Deno.listen({ hostname: host, port });
@@ -204,6 +243,21 @@ function listen(host: string, port: number): Deno.Listener {
       throw new FatalError(`port ${port} is already in use on ${host}; choose another port`);
     }
     throw new FatalError(`cannot listen on ${host}:${port}: ${reason(e)}`, { cause: e });
+  }
+}
+
+/** Reads a .torrent's metainfo; throws {@linkcode FatalError} with the reason. */
+export async function readTorrent(path: string): Promise<Metainfo> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    throw new FatalError(`cannot read ${path}: ${reason(e)}`, { cause: e });
+  }
+  try {
+    return (await parseTorrent(bytes)).meta;
+  } catch (e) {
+    throw new FatalError(`${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
 }
 

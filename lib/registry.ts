@@ -22,9 +22,11 @@
  * @module
  */
 
+import type { AnnounceAnswer, AnnounceParams, ScrapeEntry } from "./announce.ts";
 import { Bitfield, BitfieldError } from "./bitfield.ts";
-import { toHex } from "./hash.ts";
-import { fromInfo, MAX_PIECES, MetainfoError } from "./metainfo.ts";
+import { fromHex, toHex } from "./hash.ts";
+import { clientName } from "./wire.ts";
+import { fromInfo, MAX_PIECES, type Metainfo, MetainfoError } from "./metainfo.ts";
 import {
   FaultCode,
   type MetainfoResult,
@@ -90,6 +92,8 @@ export interface RegistryOptions {
   maxPeers?: number;
   /** Called synchronously for every {@linkcode RegistryEvent}. */
   onEvent?: (event: RegistryEvent) => void;
+  /** Seconds between announces that HTTP (BEP 3) clients are told to keep (default 30). */
+  announceInterval?: number;
 }
 
 /** What the registry knows about the published file. */
@@ -164,6 +168,8 @@ export interface PeerRow {
   readonly lastSeen: number;
   /** When it completed as a leecher. */
   readonly completedAt: number | undefined;
+  /** The BitTorrent client it announced as, for peers that joined over HTTP announce. */
+  readonly client?: string;
 }
 
 /** Everything the dashboard draws, captured at one instant. */
@@ -206,6 +212,8 @@ interface Entry {
   joinedAt: number;
   lastSeen: number;
   completedAt: number | undefined;
+  /** The BitTorrent client that announced over HTTP (e.g. "libtorrent"); undefined for ours. */
+  client: string | undefined;
   /** Rates from the last two reports. */
   lastReportAt: number | undefined;
   uploadRate: number;
@@ -231,6 +239,12 @@ export class Registry {
   readonly #byToken = new Map<string, Entry>();
   #published: PublishedInfo | undefined;
   #seq = 0;
+  /** Seconds between HTTP announces. */
+  readonly announceInterval: number;
+  /** Downloads completed since the file was published (BEP 48's `downloaded`). */
+  #completions = 0;
+  /** True when the metainfo was preloaded and must outlive an empty swarm. */
+  #pinned = false;
 
   /** Makes an empty registry. Throws `RangeError` on a non-positive interval. */
   constructor(options: RegistryOptions = {}) {
@@ -242,6 +256,7 @@ export class Registry {
     this.#maxPeers = options.maxPeers ?? DEFAULT_MAX_PEERS;
     this.#onEvent = options.onEvent ?? (() => {});
     this.#startedAt = this.#now();
+    this.announceInterval = options.announceInterval ?? 30;
   }
 
   /** How many peers are registered. */
@@ -303,6 +318,7 @@ export class Registry {
       joinedAt: now,
       lastSeen: now,
       completedAt: undefined,
+      client: undefined,
       lastReportAt: undefined,
       uploadRate: 0,
       downloadRate: 0,
@@ -322,18 +338,22 @@ export class Registry {
    */
   async publish(token: string, info: Uint8Array): Promise<{ infoHash: string }> {
     const entry = this.#touch(token);
-    if (entry.role !== "seeder") {
-      throw new RegistryError(FaultCode.badParams, "only a seeder can publish the metainfo");
-    }
-    let meta;
-    try {
-      meta = await fromInfo(info);
-    } catch (e) {
-      if (!(e instanceof MetainfoError)) throw e;
-      throw new RegistryError(FaultCode.badParams, `the info dictionary is invalid: ${e.message}`);
-    }
-    // Hashing awaited: the peer may have left and another seeder may have published meanwhile.
+    const meta = await checkInfo(info);
+    // Hashing awaited: the peer may have left and another peer may have published meanwhile.
     this.#entry(token);
+    return this.#adoptMetainfo(meta, entry.id, false);
+  }
+
+  /**
+   * Publishes a torrent's info dictionary from the tracker's own side (`tracker --torrent`), so
+   * real clients can announce before any of our seeders joins. It stays published when the
+   * swarm empties.
+   */
+  async preload(info: Uint8Array): Promise<{ infoHash: string }> {
+    return this.#adoptMetainfo(await checkInfo(info), "tracker", true);
+  }
+
+  #adoptMetainfo(meta: Metainfo, by: string, pinned: boolean): { infoHash: string } {
     const current = this.#published;
     if (current) {
       if (current.infoHash === meta.infoHashHex) return { infoHash: current.infoHash };
@@ -352,11 +372,13 @@ export class Registry {
       pieceLength: meta.pieceLength,
       pieceCount: meta.pieceCount,
     };
+    this.#pinned = pinned;
+    this.#completions = 0;
     const now = this.#now();
     this.#onEvent({
       type: "published",
       at: now,
-      id: entry.id,
+      id: by,
       name: meta.name,
       pieceCount: meta.pieceCount,
       infoHash: meta.infoHashHex,
@@ -472,9 +494,11 @@ export class Registry {
   expire(): string[] {
     const now = this.#now();
     const limit = EXPIRY_INTERVALS * this.interval * 1000;
+    // Real clients re-announce on their own schedule (libtorrent: at most every 5 minutes).
+    const announceLimit = (2 * Math.max(this.announceInterval, 300) + 60) * 1000;
     const gone: string[] = [];
     for (const e of this.#ordered()) {
-      if (now - e.lastSeen > limit) {
+      if (now - e.lastSeen > (e.client === undefined ? limit : announceLimit)) {
         this.#remove(e);
         gone.push(e.id);
         this.#onEvent({ type: "expired", at: now, id: e.id, silentMs: now - e.lastSeen });
@@ -482,6 +506,120 @@ export class Registry {
     }
     if (gone.length > 0) this.#resetIfEmpty(now);
     return gone;
+  }
+
+  /**
+   * An HTTP announce from a BitTorrent client (BEP 3). The client is keyed by the address its
+   * connection came from and the port it announced, never by a client-supplied `ip=`: otherwise
+   * anyone could point the swarm at a third party or replace another peer's entry. Its progress
+   * comes from `left`. Throws {@linkcode RegistryError} for an unknown info-hash.
+   */
+  announce(a: AnnounceParams, address: string): AnnounceAnswer {
+    const pub = this.#published;
+    if (!pub || toHex(a.infoHash) !== pub.infoHash) {
+      throw new RegistryError(
+        FaultCode.badParams,
+        pub
+          ? "this tracker serves another torrent (unknown info_hash)"
+          : "no seeder has published a torrent on this tracker yet",
+      );
+    }
+    if (a.left > pub.length) {
+      throw new RegistryError(FaultCode.badParams, "left is larger than the file");
+    }
+    const id = `${address.includes(":") ? `[${address}]` : address}:${a.port}`;
+    const now = this.#now();
+    let entry = this.#byId.get(id);
+    if (a.event === "stopped") {
+      if (entry?.client !== undefined) {
+        this.#remove(entry);
+        this.#onEvent({ type: "left", at: now, id });
+        this.#resetIfEmpty(now);
+      }
+      return { interval: this.announceInterval, ...this.#counts(), peers: [] };
+    }
+    if (entry && entry.client === undefined) {
+      throw new RegistryError(FaultCode.badParams, `${id} is already registered over XML-RPC`);
+    }
+    if (!entry) {
+      if (this.#byId.size >= this.#maxPeers) {
+        throw new RegistryError(
+          FaultCode.badParams,
+          `the tracker already has ${this.#maxPeers} peers`,
+        );
+      }
+      entry = {
+        seq: this.#seq++,
+        token: newToken(),
+        id,
+        address,
+        port: a.port,
+        peerId: toHex(a.peerId),
+        role: a.left === 0 ? "seeder" : "leecher",
+        bitfield: undefined,
+        reported: false,
+        raw: undefined,
+        uploaded: 0,
+        downloaded: 0,
+        joinedAt: now,
+        lastSeen: now,
+        completedAt: undefined,
+        client: clientName(a.peerId),
+        lastReportAt: undefined,
+        uploadRate: 0,
+        downloadRate: 0,
+      };
+      this.#byId.set(id, entry);
+      this.#byToken.set(entry.token, entry);
+      this.#onEvent({ type: "joined", at: now, id, role: entry.role, address, replaced: false });
+    }
+    // The announce tells bytes left, not which pieces: count whole pieces held, for display.
+    const held = a.left === 0
+      ? pub.pieceCount
+      : Math.floor((pub.length - a.left) / pub.pieceLength);
+    const bf = new Bitfield(pub.pieceCount);
+    for (let i = 0; i < held; i++) bf.set(i);
+    entry.bitfield = bf;
+    entry.peerId = toHex(a.peerId);
+    if (entry.lastReportAt !== undefined && now > entry.lastReportAt) {
+      const seconds = (now - entry.lastReportAt) / 1000;
+      entry.uploadRate = Math.max(0, a.uploaded - entry.uploaded) / seconds;
+      entry.downloadRate = Math.max(0, a.downloaded - entry.downloaded) / seconds;
+    }
+    entry.lastReportAt = now;
+    entry.uploaded = a.uploaded;
+    entry.downloaded = a.downloaded;
+    entry.lastSeen = now;
+    if (a.left === 0) this.#checkComplete(entry, now);
+    const others = this.#ordered().filter((e) => e !== entry);
+    // A random sample, so every client learns a different part of a large swarm.
+    for (let i = others.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [others[i], others[j]] = [others[j], others[i]];
+    }
+    const wanted = a.left === 0 ? others.filter((e) => e.role !== "seeder") : others;
+    return {
+      interval: this.announceInterval,
+      ...this.#counts(),
+      peers: wanted.slice(0, a.numwant).map((e) => ({
+        ip: e.address,
+        port: e.port,
+        peerId: fromHex(e.peerId),
+      })),
+    };
+  }
+
+  /** Scrape counts (BEP 48) for the published torrent, or none before publication. */
+  scrape(): ScrapeEntry[] {
+    const pub = this.#published;
+    if (!pub) return [];
+    return [{ infoHash: fromHex(pub.infoHash), ...this.#counts(), downloaded: this.#completions }];
+  }
+
+  #counts(): { complete: number; incomplete: number } {
+    let complete = 0;
+    for (const e of this.#byId.values()) if (e.role === "seeder") complete++;
+    return { complete, incomplete: this.#byId.size - complete };
   }
 
   /** A copy of the peer registered as `id` (`host:port`), or undefined. */
@@ -535,6 +673,7 @@ export class Registry {
           joinedAt: e.joinedAt,
           lastSeen: e.lastSeen,
           completedAt: e.completedAt,
+          ...(e.client ? { client: e.client } : {}),
         };
       }),
     };
@@ -570,7 +709,7 @@ export class Registry {
   }
 
   #resetIfEmpty(now: number): void {
-    if (this.#byId.size === 0 && this.#published) {
+    if (this.#byId.size === 0 && this.#published && !this.#pinned) {
       const name = this.#published.name;
       this.#published = undefined;
       this.#onEvent({ type: "reset", at: now, name });
@@ -599,8 +738,18 @@ export class Registry {
     if (entry.role === "leecher" && entry.bitfield?.complete) {
       entry.role = "seeder";
       entry.completedAt = now;
+      this.#completions++;
       this.#onEvent({ type: "complete", at: now, id: entry.id, elapsedMs: now - entry.joinedAt });
     }
+  }
+}
+
+async function checkInfo(info: Uint8Array): Promise<Metainfo> {
+  try {
+    return await fromInfo(info);
+  } catch (e) {
+    if (!(e instanceof MetainfoError)) throw e;
+    throw new RegistryError(FaultCode.badParams, `the info dictionary is invalid: ${e.message}`);
   }
 }
 

@@ -17,7 +17,10 @@
 export const Methods = {
   /** `swarm.register(RegisterParams) → RegisterResult`: join the swarm. */
   register: "swarm.register",
-  /** `swarm.publish(token, info: base64) → { infoHash }`: a seeder publishes the metainfo. */
+  /**
+   * `swarm.publish(token, info: base64) → { infoHash }`: a seeder (or a leecher started from a
+   * .torrent) publishes the metainfo; the first publication wins.
+   */
   publish: "swarm.publish",
   /** `swarm.getMetainfo() → MetainfoResult`: the published metainfo. */
   getMetainfo: "swarm.getMetainfo",

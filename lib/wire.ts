@@ -330,3 +330,24 @@ export function makePeerId(): Uint8Array {
   for (const r of rand) s += alphabet[r % alphabet.length];
   return new TextEncoder().encode(s);
 }
+
+/** A name for the client behind an Azureus-style peer id (`-lt2080-…`), for the dashboard. */
+export function clientName(peerId: Uint8Array): string {
+  const id = new TextDecoder("latin1").decode(peerId.subarray(0, 8));
+  const known: Record<string, string> = {
+    lt: "libtorrent",
+    LT: "libtorrent",
+    TR: "Transmission",
+    qB: "qBittorrent",
+    DE: "Deluge",
+    UT: "µTorrent",
+    SW: "swarm",
+    AZ: "Vuze",
+    WW: "WebTorrent",
+  };
+  const m = /^-([A-Za-z~]{2})([0-9A-Za-z]{4})-$/.exec(id);
+  if (m) return known[m[1]] ?? m[1];
+  if (id.startsWith("A2-")) return "aria2";
+  if (/^M\d/.test(id)) return "mainline";
+  return "BitTorrent";
+}

@@ -12,6 +12,7 @@
 
 import { fileURLToPath } from "node:url";
 import { FatalError } from "../lib/cli.ts";
+import { parseTorrent } from "../lib/metainfo.ts";
 import {
   formatDuration,
   formatRate,
@@ -94,11 +95,20 @@ Deno.test("make_file: writes the file, reports it, and leaves no .part", async (
     assertEquals(r.code, 0, r.stderr);
     assertEquals((await Deno.stat(path)).size, 3 * MiB);
     assertEquals(await exists(`${path}.part`), false);
-    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["test.iso"]);
-    // One summary line with the size, the path, the time and the rate.
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "test.iso",
+      "test.iso.torrent",
+    ]);
+    // One summary line with the size, the path, the time and the rate, then the .torrent's.
     assertStringIncludes(r.stdout, "wrote 3.0 MiB (3145728 bytes)");
     assertStringIncludes(r.stdout, path);
-    assert(/in \d+\.\d\d s \([\d.]+ MB\/s\), seed 1\n$/.test(r.stdout), r.stdout);
+    assert(/in \d+\.\d\d s \([\d.]+ MB\/s\), seed 1\n/.test(r.stdout), r.stdout);
+    // The .torrent describes exactly this file, announcing to the default tracker.
+    const { announce, meta } = await parseTorrent(await Deno.readFile(`${path}.torrent`));
+    assertEquals(announce, "http://localhost:8000/announce");
+    assertEquals(meta.length, 3 * MiB);
+    assertEquals(meta.pieceCount, 3);
+    assertStringIncludes(r.stdout, `info-hash ${meta.infoHashHex}`);
     // stderr is not a terminal here: no progress bar is drawn.
     assertEquals(r.stderr, "");
     // The content is the documented stream for the default seed.

@@ -192,9 +192,10 @@ Deno.test("tracker: a whole swarm session against the real process", async (t) =
   try {
     const client = new TrackerClient(tracker.url);
     const m = await meta(20);
+    const url = `http://localhost:${tracker.port}/`;
     assertStringIncludes(
       tracker.lines[0],
-      `tracker listening on http://localhost:${tracker.port}/ (XML-RPC)`,
+      `tracker listening on ${url} (XML-RPC; BitTorrent announce at ${url}announce)`,
     );
 
     const seeder = await client.register(peerParams(9000, "seeder"));
@@ -213,7 +214,8 @@ Deno.test("tracker: a whole swarm session against the real process", async (t) =
 
     await t.step("publish and getMetainfo", async () => {
       await expectFault(client.getMetainfo(), FaultCode.notPublished);
-      await expectFault(client.publish(leecher.token, m.info), FaultCode.badParams, "seeder");
+      const junk = new Uint8Array([1, 2, 3]);
+      await expectFault(client.publish(leecher.token, junk), FaultCode.badParams, "invalid");
       assertEquals(await client.publish(seeder.token, m.info), { infoHash: m.infoHashHex });
       assertEquals(await client.publish(seeder.token, m.info), { infoHash: m.infoHashHex });
       await expectFault(client.publish(seeder.token, (await meta(20, 1)).info), FaultCode.conflict);
@@ -313,7 +315,7 @@ Deno.test("tracker: a whole swarm session against the real process", async (t) =
       }
     });
 
-    await t.step("plain HTTP: status page, wrong method, unknown path", async () => {
+    await t.step("plain HTTP: status page, wrong method, unknown path, bare announce", async () => {
       const page = await fetch(tracker.url);
       assertEquals(page.status, 200);
       const text = await page.text();
@@ -322,9 +324,13 @@ Deno.test("tracker: a whole swarm session against the real process", async (t) =
       const put = await fetch(tracker.url, { method: "PUT", body: "x" });
       await put.body?.cancel();
       assertEquals([put.status, put.headers.get("allow")], [405, "GET, HEAD, POST"]);
-      const missing = await fetch(new URL("/announce", tracker.url));
+      const missing = await fetch(new URL("/no-such-page", tracker.url));
       await missing.body?.cancel();
       assertEquals(missing.status, 404);
+      // /announce is there for BitTorrent clients: a bare GET gets a bencoded failure reason.
+      const bare = await fetch(new URL("/announce", tracker.url));
+      assertEquals(bare.status, 200);
+      assertStringIncludes(await bare.text(), "failure reason");
     });
 
     await t.step("a leecher that completes becomes a seeder, then leaves", async () => {

@@ -1,0 +1,291 @@
+/**
+ * The HTTP tracker protocol of real BitTorrent clients: parsing `/announce` (BEP 3) and
+ * `/scrape` (BEP 48) query strings, whose `info_hash` and `peer_id` are raw bytes
+ * percent-encoded, and bencoding the answers, with compact peer lists (BEP 23) or the
+ * dictionary form. Pure functions, no I/O.
+ *
+ * @example
+ * ```ts
+ * import { encodeAnnounceResponse, parseAnnounce } from "./announce.ts";
+ * const a = parseAnnounce("info_hash=%12%34...&peer_id=-lt2080-...&port=6881&left=0&compact=1");
+ * const body = encodeAnnounceResponse({ interval: 60, complete: 1, incomplete: 0, peers: [] }, a.compact);
+ * ```
+ * @module
+ */
+
+import { type BDict, encode } from "./bencode.ts";
+
+/** Longest query string accepted (bytes); real announces are a few hundred. */
+export const MAX_QUERY_LENGTH = 4096;
+/** Most peers returned by one announce, whatever `numwant` asks. */
+export const MAX_NUMWANT = 200;
+
+/** Raised for a malformed announce or scrape; its message becomes the `failure reason`. */
+export class AnnounceError extends Error {
+  /** Builds the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "AnnounceError";
+  }
+}
+
+/** An announce's `event`. */
+export type AnnounceEvent = "started" | "completed" | "stopped" | "empty";
+
+/** A parsed announce request. */
+export interface AnnounceParams {
+  /** The swarm's 20-byte info-hash. */
+  infoHash: Uint8Array;
+  /** The client's 20-byte peer id. */
+  peerId: Uint8Array;
+  /** The port it accepts peers on. */
+  port: number;
+  /** Bytes uploaded so far. */
+  uploaded: number;
+  /** Bytes downloaded so far. */
+  downloaded: number;
+  /** Bytes still missing. */
+  left: number;
+  /** started, completed, stopped, or empty (a regular announce). */
+  event: AnnounceEvent;
+  /** How many peers it wants (capped at {@linkcode MAX_NUMWANT}; default 50). */
+  numwant: number;
+  /** Wants the compact peer list (BEP 23); default true, as most trackers do. */
+  compact: boolean;
+  /** Does not want peer ids in the dictionary form. */
+  noPeerId: boolean;
+}
+
+/** A peer in an announce answer. */
+export interface AnnouncePeer {
+  /** IPv4 or IPv6 address. */
+  ip: string;
+  /** Port. */
+  port: number;
+  /** 20-byte peer id. */
+  peerId: Uint8Array;
+}
+
+/** What the tracker answers to an announce. */
+export interface AnnounceAnswer {
+  /** Seconds until the client should announce again. */
+  interval: number;
+  /** Seeders in the swarm. */
+  complete: number;
+  /** Leechers in the swarm. */
+  incomplete: number;
+  /** Peers for the client to connect to. */
+  peers: AnnouncePeer[];
+}
+
+/** Splits a query string into keys and raw byte values, percent-decoding bytewise. */
+export function parseQuery(query: string): Map<string, Uint8Array[]> {
+  if (query.length > MAX_QUERY_LENGTH) {
+    throw new AnnounceError(`query string longer than ${MAX_QUERY_LENGTH} bytes`);
+  }
+  const out = new Map<string, Uint8Array[]>();
+  for (const part of query.replace(/^\?/, "").split("&")) {
+    if (part === "") continue;
+    const eq = part.indexOf("=");
+    const key = new TextDecoder().decode(percentDecode(eq < 0 ? part : part.slice(0, eq)));
+    const value = percentDecode(eq < 0 ? "" : part.slice(eq + 1));
+    const list = out.get(key) ?? [];
+    if (list.length >= 64) throw new AnnounceError(`too many ${key} parameters`);
+    list.push(value);
+    out.set(key, list);
+  }
+  return out;
+}
+
+function percentDecode(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x25 /* % */) {
+      const hex = s.slice(i + 1, i + 3);
+      if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw new AnnounceError("malformed percent-encoding");
+      out[n++] = parseInt(hex, 16);
+      i += 2;
+    } else if (c === 0x2b /* + */) {
+      out[n++] = 0x20;
+    } else if (c < 0x80) {
+      out[n++] = c;
+    } else {
+      throw new AnnounceError("query string must be ASCII");
+    }
+  }
+  return out.subarray(0, n);
+}
+
+const text = new TextDecoder();
+
+function single(q: Map<string, Uint8Array[]>, key: string): Uint8Array | undefined {
+  const v = q.get(key);
+  if (v && v.length > 1) throw new AnnounceError(`${key} given more than once`);
+  return v?.[0];
+}
+
+function integer(q: Map<string, Uint8Array[]>, key: string, fallback?: number): number {
+  const raw = single(q, key);
+  if (raw === undefined) {
+    if (fallback !== undefined) return fallback;
+    throw new AnnounceError(`missing ${key}`);
+  }
+  const s = text.decode(raw);
+  if (!/^\d{1,16}$/.test(s)) throw new AnnounceError(`${key} must be a whole number`);
+  const n = Number(s);
+  if (!Number.isSafeInteger(n)) throw new AnnounceError(`${key} is too large`);
+  return n;
+}
+
+function twenty(q: Map<string, Uint8Array[]>, key: string): Uint8Array {
+  const v = single(q, key);
+  if (!v) throw new AnnounceError(`missing ${key}`);
+  if (v.length !== 20) throw new AnnounceError(`${key} must be 20 bytes, not ${v.length}`);
+  return v.slice();
+}
+
+/** Parses an `/announce` query string; throws {@linkcode AnnounceError}. */
+export function parseAnnounce(query: string): AnnounceParams {
+  const q = parseQuery(query);
+  const infoHash = twenty(q, "info_hash");
+  const peerId = twenty(q, "peer_id");
+  const port = integer(q, "port");
+  if (port < 1 || port > 65535) throw new AnnounceError("port must be from 1 to 65535");
+  const eventRaw = single(q, "event");
+  const event = eventRaw === undefined || eventRaw.length === 0 ? "empty" : text.decode(eventRaw);
+  if (!["started", "completed", "stopped", "empty"].includes(event)) {
+    throw new AnnounceError(`unknown event ${JSON.stringify(event.slice(0, 20))}`);
+  }
+  return {
+    infoHash,
+    peerId,
+    port,
+    uploaded: integer(q, "uploaded", 0),
+    downloaded: integer(q, "downloaded", 0),
+    left: integer(q, "left"),
+    event: event as AnnounceEvent,
+    numwant: Math.min(MAX_NUMWANT, integer(q, "numwant", 50)),
+    compact: text.decode(single(q, "compact") ?? new Uint8Array([0x31])) !== "0",
+    noPeerId: text.decode(single(q, "no_peer_id") ?? new Uint8Array()) === "1",
+  };
+}
+
+/** Parses a `/scrape` query string: the info-hashes asked about (none means all). */
+export function parseScrape(query: string): Uint8Array[] {
+  const q = parseQuery(query);
+  const hashes = q.get("info_hash") ?? [];
+  for (const h of hashes) {
+    if (h.length !== 20) throw new AnnounceError(`info_hash must be 20 bytes, not ${h.length}`);
+  }
+  return hashes;
+}
+
+/**
+ * Bencodes an announce answer: `peers` as a compact string of 6-byte IPv4 entries (BEP 23) with
+ * IPv6 peers in `peers6`, or as a list of dictionaries when `compact` is false.
+ */
+export function encodeAnnounceResponse(
+  a: AnnounceAnswer,
+  compact: boolean,
+  noPeerId = false,
+): Uint8Array {
+  const dict: BDict = {
+    interval: a.interval,
+    "min interval": Math.min(a.interval, 5),
+    complete: a.complete,
+    incomplete: a.incomplete,
+  };
+  if (compact) {
+    const v4 = a.peers.map((p) => compactV4(p.ip, p.port)).filter((b) => b !== undefined);
+    const v6 = a.peers.map((p) => compactV6(p.ip, p.port)).filter((b) => b !== undefined);
+    dict.peers = concat(v4);
+    if (v6.length > 0) dict.peers6 = concat(v6);
+  } else {
+    dict.peers = a.peers.map((p) => {
+      const d: BDict = { ip: p.ip, port: p.port };
+      if (!noPeerId) d["peer id"] = p.peerId;
+      return d;
+    });
+  }
+  return encode(dict);
+}
+
+/** Bencodes a tracker failure (`failure reason`), answered with HTTP 200 as clients expect. */
+export function encodeFailure(reason: string): Uint8Array {
+  return encode({ "failure reason": reason });
+}
+
+/** One file's counts in a scrape answer (BEP 48). */
+export interface ScrapeEntry {
+  /** The info-hash. */
+  infoHash: Uint8Array;
+  /** Seeders. */
+  complete: number;
+  /** Leechers. */
+  incomplete: number;
+  /** Completed downloads so far. */
+  downloaded: number;
+}
+
+/** Bencodes a scrape answer: `files` keyed by the raw 20-byte info-hashes. */
+export function encodeScrapeResponse(entries: ScrapeEntry[]): Uint8Array {
+  // Keys are raw bytes; latin1 strings keep them byte for byte through encode().
+  const parts: Uint8Array[] = [new TextEncoder().encode("d5:filesd")];
+  const sorted = [...entries].sort((a, b) => compare(a.infoHash, b.infoHash));
+  for (const e of sorted) {
+    parts.push(new TextEncoder().encode("20:"), e.infoHash);
+    parts.push(
+      encode({ complete: e.complete, downloaded: e.downloaded, incomplete: e.incomplete }),
+    );
+  }
+  parts.push(new TextEncoder().encode("ee"));
+  return concat(parts);
+}
+
+function compare(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+}
+
+function compactV4(ip: string, port: number): Uint8Array | undefined {
+  const m = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
+  if (!m) return undefined;
+  const out = new Uint8Array(6);
+  for (let i = 0; i < 4; i++) out[i] = Number(m[i + 1]);
+  out[4] = port >> 8;
+  out[5] = port & 0xff;
+  return out;
+}
+
+function compactV6(ip: string, port: number): Uint8Array | undefined {
+  if (!ip.includes(":") || /^::ffff:\d/.test(ip)) return undefined;
+  const [head, tail = ""] = ip.split("::");
+  const h = head ? head.split(":") : [];
+  const t = tail ? tail.split(":") : [];
+  if (!ip.includes("::") && h.length !== 8) return undefined;
+  const groups = [...h, ...new Array(8 - h.length - t.length).fill("0"), ...t];
+  const out = new Uint8Array(18);
+  for (let i = 0; i < 8; i++) {
+    const g = parseInt(groups[i], 16);
+    if (!(g >= 0 && g <= 0xffff)) return undefined;
+    out[2 * i] = g >> 8;
+    out[2 * i + 1] = g & 0xff;
+  }
+  out[16] = port >> 8;
+  out[17] = port & 0xff;
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
