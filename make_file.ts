@@ -12,7 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { FatalError, formatBytes, main, parseSize, UsageError } from "./lib/cli.ts";
+import { argError, FatalError, formatBytes, main, parseSize, UsageError } from "./lib/cli.ts";
 import { formatRate, ProgressBar } from "./lib/progress_bar.ts";
 import { DEFAULT_SEED, systemReason, writeTestFile } from "./lib/test_file.ts";
 import { hashFile, MAX_PIECE_LENGTH, toTorrent } from "./lib/metainfo.ts";
@@ -74,7 +74,7 @@ async function run(args: string[]): Promise<void> {
       },
     }));
   } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
+    throw new UsageError(argError(e), { cause: e });
   }
   if (values.help) {
     console.log(USAGE);

@@ -12,7 +12,19 @@
  */
 
 import { parseArgs } from "node:util";
-import { FatalError, main, parseBool, parsePort, parseSize, UsageError } from "./lib/cli.ts";
+import {
+  argError,
+  FatalError,
+  main,
+  parseBool,
+  parseCount,
+  parsePort,
+  parseRate,
+  parseSeconds,
+  parseSize,
+  UsageError,
+} from "./lib/cli.ts";
+import type { EngineTuning } from "./lib/engine.ts";
 import { parseTorrent } from "./lib/metainfo.ts";
 import { runPeer } from "./lib/peer_app.ts";
 
@@ -37,6 +49,12 @@ options:
   --dir DIR            folder for the seed file and downloads (default .)
   --piece-length SIZE  piece size a seeder hashes with (default 1MiB)
   --pipeline N         blocks kept requested per peer (default 128)
+  --up-rate RATE       cap this peer's upload, all connections together (e.g. 4MiB/s)
+  --down-rate RATE     cap this peer's download likewise
+  --client-server      upload nothing to anyone (a client of a client-server download)
+  --upload-slots N     regular unchoke slots (default 4)
+  --rechoke SECS       seconds between rechokes (default 10)
+  --snub SECS          a peer that sends nothing for this long loses our requests (default 20)
   --quiet              print progress without the per-peer piece lines
   --help               show this help`;
 
@@ -56,11 +74,17 @@ if (import.meta.main) {
           "piece-length": { type: "string" },
           pipeline: { type: "string" },
           quiet: { type: "boolean", default: false },
+          "up-rate": { type: "string" },
+          "down-rate": { type: "string" },
+          "client-server": { type: "boolean", default: false },
+          "upload-slots": { type: "string" },
+          rechoke: { type: "string" },
+          snub: { type: "string" },
           help: { type: "boolean", default: false },
         },
       });
     } catch (e) {
-      throw new UsageError((e as Error).message);
+      throw new UsageError(argError(e), { cause: e });
     }
     const { values, positionals } = parsed;
     if (values.help) {
@@ -71,6 +95,7 @@ if (import.meta.main) {
       throw new UsageError(`expected HOST PORT IS_SEEDER, got ${positionals.length} argument(s)`);
     }
     const [host, portText, seederText] = positionals;
+    if (host.trim() === "") throw new UsageError("HOST must not be empty");
     const port = parsePort(portText, "PORT");
     const seeder = parseBool(seederText, "IS_SEEDER");
     if (values.torrent !== undefined && seeder) {
@@ -94,13 +119,25 @@ if (import.meta.main) {
     if (pieceLength !== undefined && (pieceLength < 16384 || pieceLength > 16 << 20)) {
       throw new UsageError("--piece-length must be between 16KiB and 16MiB");
     }
-    let pipeline: number | undefined;
+    const tuning: Partial<EngineTuning> = {};
     if (values.pipeline !== undefined) {
-      pipeline = Number(values.pipeline);
-      if (!Number.isInteger(pipeline) || pipeline < 1 || pipeline > 1024) {
-        throw new UsageError("--pipeline must be a whole number from 1 to 1024");
-      }
+      tuning.pipeline = parseCount(values.pipeline, "--pipeline", 1, 1024);
     }
+    if (values["upload-slots"] !== undefined) {
+      tuning.uploadSlots = parseCount(values["upload-slots"], "--upload-slots", 1, 64);
+    }
+    if (values.rechoke !== undefined) {
+      tuning.rechokeMs = parseSeconds(values.rechoke, "--rechoke") * 1000;
+    }
+    if (values.snub !== undefined) {
+      tuning.requestTimeoutMs = parseSeconds(values.snub, "--snub") * 1000;
+    }
+    const upRate = values["up-rate"] === undefined
+      ? undefined
+      : parseRate(values["up-rate"], "--up-rate");
+    const downRate = values["down-rate"] === undefined
+      ? undefined
+      : parseRate(values["down-rate"], "--down-rate");
     await runPeer({
       host,
       port,
@@ -111,7 +148,10 @@ if (import.meta.main) {
       pieceLength,
       quiet: values.quiet,
       torrent: values.torrent,
-      tuning: pipeline === undefined ? {} : { pipeline },
+      tuning,
+      upRate,
+      downRate,
+      noUpload: values["client-server"],
     });
     Deno.exit(0);
   });

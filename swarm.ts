@@ -11,7 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { main, parsePort, parseSize, UsageError } from "./lib/cli.ts";
+import { argError, main, parsePort, parseRate, parseSize, UsageError } from "./lib/cli.ts";
 import { runSwarm } from "./lib/swarm_runner.ts";
 
 const USAGE = `usage: deno task swarm [options]
@@ -21,6 +21,12 @@ options:
   --dir DIR           folder for the test file, the copies and logs (default swarm-data)
   --tracker-port P    tracker port (default 8000)
   --base-port P       seeder port; leechers take the next ones (default 9000)
+  --mode MODE         p2p (default) or client-server (leechers download from the seeder
+                      only and upload nothing), to compare the two
+  --seed-up RATE      cap the seeder's upload, e.g. 8MiB/s (default: uncapped)
+  --peer-up RATE      cap each leecher's upload, e.g. 4MiB/s (default: uncapped)
+  --peer-down RATE    cap each leecher's download (default: uncapped)
+  --piece-length SIZE piece size the seeder hashes with (default 1MiB)
   --keep-running      keep the swarm running after the summary, until Ctrl-C
   --no-dashboard      do not draw the tracker dashboard (logs go to DIR/logs)
   --help              show this help`;
@@ -39,12 +45,17 @@ if (import.meta.main) {
           "tracker-port": { type: "string", default: "8000" },
           "base-port": { type: "string", default: "9000" },
           "keep-running": { type: "boolean", default: false },
+          mode: { type: "string", default: "p2p" },
+          "seed-up": { type: "string" },
+          "peer-up": { type: "string" },
+          "peer-down": { type: "string" },
+          "piece-length": { type: "string" },
           "no-dashboard": { type: "boolean", default: false },
           help: { type: "boolean", default: false },
         },
       }));
     } catch (e) {
-      throw new UsageError((e as Error).message);
+      throw new UsageError(argError(e), { cause: e });
     }
     if (values.help) {
       console.log(USAGE);
@@ -58,7 +69,20 @@ if (import.meta.main) {
     if (basePort + leechers > 65535) {
       throw new UsageError("--base-port leaves no room for leechers");
     }
+    const mode = values.mode;
+    if (mode !== "p2p" && mode !== "client-server") {
+      throw new UsageError("--mode must be p2p or client-server");
+    }
+    const rate = (v: string | undefined, flag: string) =>
+      v === undefined ? undefined : parseRate(v, flag);
     const summary = await runSwarm({
+      mode,
+      seedUp: rate(values["seed-up"], "--seed-up"),
+      peerUp: rate(values["peer-up"], "--peer-up"),
+      peerDown: rate(values["peer-down"], "--peer-down"),
+      pieceLength: values["piece-length"] === undefined
+        ? undefined
+        : parseSize(values["piece-length"], "--piece-length"),
       leechers,
       size: parseSize(values.size, "--size"),
       dir: values.dir,

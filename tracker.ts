@@ -12,7 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { FatalError, main, parsePort, UsageError } from "./lib/cli.ts";
+import { argError, FatalError, main, parsePort, UsageError } from "./lib/cli.ts";
 import {
   HIDE_CURSOR,
   type LogEvent,
@@ -84,23 +84,6 @@ function parse(argv: string[]): Args | "help" {
     throw new UsageError("--interval must be a number of seconds above 0 and at most 3600");
   }
   return { host, port, interval, torrent: values.torrent };
-}
-
-/** `parseArgs`'s messages are long and Node-flavoured; say the same in one short clause. */
-function argError(e: unknown): string {
-  const code = (e as { code?: string }).code;
-  const msg = e instanceof Error ? e.message : String(e);
-  const name = /'([^']+)'/.exec(msg)?.[1]?.split(" ")[0];
-  switch (code) {
-    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
-      return `unknown option ${name ?? msg}`;
-    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
-      return `option ${name ?? msg} needs a value`;
-    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
-      return `unexpected argument ${name ?? msg}`;
-    default:
-      return msg;
-  }
 }
 
 function statusPage(s: Snapshot, url: string): string {

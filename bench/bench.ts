@@ -12,7 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { main, parseSize, UsageError } from "../lib/cli.ts";
+import { argError, main, parseSize, UsageError } from "../lib/cli.ts";
 import { downloadName } from "../lib/peer_app.ts";
 import { freePort, readLines, spawnEntry, waitForPort } from "../lib/process.ts";
 import { sha256File } from "../lib/swarm_runner.ts";
@@ -180,7 +180,7 @@ if (import.meta.main) {
         },
       }));
     } catch (e) {
-      throw new UsageError((e as Error).message);
+      throw new UsageError(argError(e), { cause: e });
     }
     const leechers = Number(values.leechers);
     const runs = Number(values.runs);

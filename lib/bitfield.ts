@@ -79,7 +79,7 @@ export class Bitfield {
 
   /** True when piece `i` is set; false for out-of-range indices. */
   has(i: number): boolean {
-    if (!(i >= 0 && i < this.size)) return false;
+    if (!(i >= 0 && i < this.size) || !Number.isInteger(i)) return false;
     return (this.bytes[i >> 3] & (0x80 >> (i & 7))) !== 0;
   }
 

@@ -61,6 +61,23 @@ function debugEnabled(): boolean {
   return q.state === "granted" && Deno.env.get("SWARM_DEBUG") === "1";
 }
 
+/** `parseArgs`'s messages are long and Node-flavoured; say the same in one short clause. */
+export function argError(e: unknown): string {
+  const code = (e as { code?: string }).code;
+  const msg = e instanceof Error ? e.message : String(e);
+  const name = /'([^']+)'/.exec(msg)?.[1]?.split(" ")[0];
+  switch (code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `unknown option ${name ?? msg}`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return `option ${name ?? msg} needs a value`;
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
+      return `unexpected argument ${name ?? msg}`;
+    default:
+      return msg;
+  }
+}
+
 /** Parses a TCP port (1–65535, or 0 when `allowZero`); throws {@linkcode UsageError}. */
 export function parsePort(text: string | undefined, what: string, allowZero = false): number {
   const n = Number(text);
@@ -104,6 +121,39 @@ export function parseSize(text: string | undefined, what: string): number {
   }
   const n = Math.round(Number(m[1]) * unit);
   if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${what} must be at least 1 byte`);
+  return n;
+}
+
+/** Parses a rate such as `4MiB/s`, `4MiB` or `500kB/s` into bytes per second. */
+export function parseRate(text: string | undefined, what: string): number {
+  const t = (text ?? "").replace(/\/s$/i, "").replace(/ps$/i, "");
+  try {
+    return parseSize(t, what);
+  } catch {
+    throw new UsageError(`${what} must be a rate such as 4MiB/s or 500kB/s`);
+  }
+}
+
+/** Parses a whole number from `min` to `max`; throws {@linkcode UsageError}. */
+export function parseCount(
+  text: string | undefined,
+  what: string,
+  min: number,
+  max: number,
+): number {
+  const n = Number(text);
+  if (text === undefined || !/^\d+$/.test(text) || n < min || n > max) {
+    throw new UsageError(`${what} must be a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+/** Parses a positive number of seconds (fractions allowed, at most a day). */
+export function parseSeconds(text: string | undefined, what: string): number {
+  const n = Number(text);
+  if (text === undefined || !/^\d+(\.\d+)?$/.test(text) || !(n > 0) || n > 86400) {
+    throw new UsageError(`${what} must be a number of seconds above 0`);
+  }
   return n;
 }
 

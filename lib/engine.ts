@@ -22,6 +22,7 @@ import { Choker } from "./choker.ts";
 import { type Metainfo, pieceSize } from "./metainfo.ts";
 import { PeerConnection } from "./peer_connection.ts";
 import { PiecePicker } from "./picker.ts";
+import { RateLimiter } from "./rate_limiter.ts";
 import type { PieceStore } from "./piece_store.ts";
 import { BLOCK_LENGTH, clientName, MAX_REQUEST_LENGTH, type Message } from "./wire.ts";
 
@@ -45,6 +46,10 @@ export interface EngineTuning {
   maxQueuedRequests: number;
   /** Blocks bigger than this are refused (default 16 KiB); bigger than 128 KiB drops the peer. */
   maxBlockLength: number;
+  /** Rechokes between optimistic unchoke rotations (default 3). */
+  optimisticEvery: number;
+  /** Pieces picked at random before rarest first takes over (default 4). */
+  randomFirst: number;
 }
 
 /** Defaults for {@linkcode EngineTuning}. */
@@ -58,6 +63,8 @@ export const DEFAULT_TUNING: EngineTuning = {
   maxPeers: 50,
   maxQueuedRequests: 512,
   maxBlockLength: BLOCK_LENGTH,
+  optimisticEvery: 3,
+  randomFirst: 4,
 };
 
 /** What the engine needs. */
@@ -80,6 +87,12 @@ export interface EngineOptions {
   onPiece?: (index: number, from: string[]) => void;
   /** Called when the disk fails (full, unwritable): the peer cannot go on. */
   onFatal?: (error: Error) => void;
+  /** Upload cap for the whole peer, bytes/s (`--up-rate`); unlimited when absent. */
+  upRate?: number;
+  /** Download cap for the whole peer, bytes/s (`--down-rate`); unlimited when absent. */
+  downRate?: number;
+  /** Upload nothing to anyone (a client-server client). */
+  noUpload?: boolean;
 }
 
 /** Per-remote-peer counters, for summaries and for proving who exchanged with whom. */
@@ -108,13 +121,19 @@ export class Engine {
   readonly #dialing = new Set<string>();
   readonly #labels = new Map<string, string>();
   readonly #buffers = new Map<number, Uint8Array>();
-  readonly #sources = new Map<number, Set<string>>();
+  /** Who sent blocks of each piece in progress: peer id (hex) → label. */
+  readonly #sources = new Map<number, Map<string, string>>();
+  /** Peer ids that sent bad data: never talked to again. */
+  readonly #banned = new Set<string>();
   readonly #serveScheduled = new Set<string>();
   readonly #draining = new Set<string>();
   readonly #snubbedUntil = new Map<string, number>();
   readonly #stats = new Map<string, PeerStats>();
   readonly #closedTotals = new Map<string, { downloaded: number; uploaded: number }>();
   #timer?: ReturnType<typeof setInterval>;
+  #upLimit?: RateLimiter;
+  #downLimit?: RateLimiter;
+  readonly #highWater: number;
   #lastRechoke = 0;
   #stopped = false;
   #resolveComplete!: () => void;
@@ -132,7 +151,18 @@ export class Engine {
     this.#o = options;
     this.#t = { ...DEFAULT_TUNING, ...options.tuning };
     this.#picker = new PiecePicker(options.meta, options.have);
-    this.#choker = new Choker({ slots: this.#t.uploadSlots });
+    this.#picker.randomFirst = this.#t.randomFirst;
+    this.#choker = new Choker({
+      slots: this.#t.uploadSlots,
+      optimisticEvery: this.#t.optimisticEvery,
+    });
+    if (options.upRate) this.#upLimit = new RateLimiter(options.upRate);
+    if (options.downRate) this.#downLimit = new RateLimiter(options.downRate);
+    // Under a cap, keep only a quarter-second of data queued per peer, so choking and
+    // cancels take effect quickly instead of behind megabytes already committed.
+    this.#highWater = options.upRate
+      ? Math.min(1 << 20, Math.max(64 * 1024, options.upRate / 4))
+      : 1 << 20;
     this.completed = new Promise((resolve) => (this.#resolveComplete = resolve));
     if (options.have.complete) this.#resolveComplete();
   }
@@ -196,6 +226,7 @@ export class Engine {
   /** Dials a peer unless already connected; failures are logged, not thrown. */
   async connect(address: string, port: number, label: string, peerIdHex = ""): Promise<void> {
     if (this.#stopped || this.isConnected(peerIdHex, address, port)) return;
+    if (this.#banned.has(peerIdHex)) return;
     if (this.#peers.size >= this.#t.maxPeers) return;
     const addrKey = `${address}:${port}`;
     this.#dialing.add(addrKey);
@@ -224,6 +255,8 @@ export class Engine {
       // Already closed.
     }
     for (const p of this.#peers.values()) p.close();
+    this.#upLimit?.close();
+    this.#downLimit?.close();
   }
 
   async #acceptLoop(): Promise<void> {
@@ -251,6 +284,8 @@ export class Engine {
       peerId: this.#o.peerId,
       outbound,
       pieceCount: this.#o.meta.pieceCount,
+      upLimit: this.#upLimit,
+      downLimit: this.#downLimit,
     });
     if (label) peer.label = label;
     this.#peers.set(peer.key, peer);
@@ -262,6 +297,10 @@ export class Engine {
   }
 
   #onReady(peer: PeerConnection): void {
+    if (this.#banned.has(peer.peerIdHex)) {
+      peer.close("banned");
+      return;
+    }
     for (const other of this.#peers.values()) {
       if (other !== peer && other.ready && other.peerIdHex === peer.peerIdHex) {
         peer.close("duplicate connection");
@@ -288,7 +327,7 @@ export class Engine {
     this.#updateStats(peer);
     this.#picker.peerLeft(peer.bitfield);
     this.#picker.release(peer.key);
-    if (why && !this.#stopped && why !== "duplicate connection") {
+    if (why && !this.#stopped && why !== "duplicate connection" && why !== "banned") {
       this.#o.log(`disconnected from ${peer.label}: ${why}`);
     }
     this.#fillAll();
@@ -390,8 +429,8 @@ export class Engine {
     }
     buf.set(block, begin);
     let sources = this.#sources.get(index);
-    if (!sources) this.#sources.set(index, sources = new Set());
-    sources.add(peer.key);
+    if (!sources) this.#sources.set(index, sources = new Map());
+    sources.set(peer.peerIdHex, peer.label);
     for (const key of res.cancel) {
       this.#peers.get(key)?.send({ type: "cancel", index, begin, length: block.length });
     }
@@ -400,8 +439,8 @@ export class Engine {
   }
 
   #finishPiece(index: number, data: Uint8Array): void {
-    const sourceKeys = [...(this.#sources.get(index) ?? [])];
-    const from = sourceKeys.map((k) => this.#peers.get(k)?.label ?? k.replace(/#\d+$/, ""));
+    const sources = this.#sources.get(index) ?? new Map<string, string>();
+    const from = [...sources.keys()].map((id) => this.#labelOf(id));
     this.#buffers.delete(index);
     this.#sources.delete(index);
     let ok: boolean;
@@ -415,10 +454,19 @@ export class Engine {
     if (!ok) {
       this.#o.store.pool.release(data);
       this.wasted += data.length;
-      this.#picker.pieceFailed(index);
       this.#o.log(
         `piece ${index} failed its SHA-1 check (from ${from.join(", ")}); fetching again`,
       );
+      if (sources.size === 1) {
+        // One sender and a wrong hash: that peer sent bad data, beyond doubt.
+        const [peerIdHex] = sources.keys();
+        this.#ban(peerIdHex, `sent piece ${index}, which failed its SHA-1 check`);
+        this.#picker.pieceFailed(index);
+      } else {
+        // Several senders: fetch it again from a single peer, so a liar is caught alone and an
+        // honest peer is never banned for someone else's bytes.
+        this.#picker.pieceFailed(index, true);
+      }
       this.#fillAll();
       return;
     }
@@ -439,6 +487,23 @@ export class Engine {
     } else {
       for (const p of this.#peers.values()) this.#updateInterest(p);
     }
+  }
+
+  #labelOf(peerIdHex: string): string {
+    for (const p of this.#peers.values()) if (p.peerIdHex === peerIdHex) return p.label;
+    return this.#labels.get(peerIdHex) ?? peerIdHex.slice(0, 16);
+  }
+
+  /** Peer ids banned for sending data that failed its hash. */
+  get banned(): string[] {
+    return [...this.#banned];
+  }
+
+  #ban(peerIdHex: string, why: string): void {
+    if (this.#banned.has(peerIdHex)) return;
+    this.#banned.add(peerIdHex);
+    this.#o.log(`banned ${this.#labelOf(peerIdHex)}: ${why}`);
+    for (const p of this.#peers.values()) if (p.peerIdHex === peerIdHex) p.close(`banned: ${why}`);
   }
 
   #afterAvailability(peer: PeerConnection): void {
@@ -473,7 +538,7 @@ export class Engine {
   }
 
   #maybeUnchoke(peer: PeerConnection): void {
-    if (!peer.amChoking) return;
+    if (!peer.amChoking || this.#o.noUpload) return;
     let unchoked = 0;
     for (const p of this.#peers.values()) if (p.ready && !p.amChoking) unchoked++;
     // A free slot is filled at once; otherwise the peer waits for the next rechoke.
@@ -488,7 +553,7 @@ export class Engine {
       rate: seeding ? p.up.rate(now) : p.down.rate(now),
       connectedAt: p.connectedAt,
     }));
-    const unchoke = this.#choker.rechoke(candidates, now);
+    const unchoke = this.#o.noUpload ? new Set<string>() : this.#choker.rechoke(candidates, now);
     for (const p of this.#peers.values()) {
       if (!p.ready) continue;
       if (unchoke.has(p.key) && p.amChoking) p.send({ type: "unchoke" });
@@ -505,7 +570,7 @@ export class Engine {
    * hundreds of KiB per system call instead of one block.
    */
   #serve(peer: PeerConnection): void {
-    const high = 1 << 20;
+    const high = this.#highWater;
     try {
       while (!peer.closed && !peer.amChoking && peer.requests.length > 0) {
         if (peer.queuedBytes >= high) {

@@ -58,6 +58,12 @@ export interface PeerConfig {
   quiet?: boolean;
   /** Engine timing and limits. */
   tuning?: Partial<EngineTuning>;
+  /** Upload cap, bytes/s. */
+  upRate?: number;
+  /** Download cap, bytes/s. */
+  downRate?: number;
+  /** Upload nothing (client-server mode). */
+  noUpload?: boolean;
   /** Where lines go (default console.log). */
   log?: (line: string) => void;
 }
@@ -78,7 +84,7 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
   let meta: Metainfo;
   let store: PieceStore;
   let have: Bitfield;
-  let session: RegisterResult;
+  let session: RegisterResult | undefined;
   const started = Date.now();
 
   try {
@@ -109,6 +115,8 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
     }
   } catch (e) {
     listener.close();
+    // Registered but cannot go on: leave now, so nobody dials a dead port until we expire.
+    if (session) await client.leave(session.token).catch(() => {});
     if (e instanceof PieceStoreError) throw new FatalError(e.message, { cause: e });
     throw e;
   }
@@ -118,6 +126,8 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
     Deno.exit(1);
   };
   const fromTracker = new Map<string, string>();
+  let firstPieceAt: number | undefined;
+  let completedAt: number | undefined;
   const pieceLog = new Map<string, number[]>();
   const engine = new Engine({
     meta,
@@ -127,8 +137,12 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
     listener,
     log,
     tuning: cfg.tuning,
+    upRate: cfg.upRate,
+    downRate: cfg.downRate,
+    noUpload: cfg.noUpload,
     onFatal: fatal,
     onPiece: (index, from) => {
+      firstPieceAt ??= Date.now();
       for (const f of from) {
         const list = pieceLog.get(f) ?? [];
         list.push(index);
@@ -182,6 +196,7 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
       pieceLog.clear();
     }, 1000);
     engine.completed.then(async () => {
+      completedAt = Date.now();
       clearInterval(progressTimer);
       const secs = (Date.now() - started) / 1000;
       const bytes = (engine.have.count - startCount) * meta.pieceLength;
@@ -209,6 +224,17 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
       `  ${s.label}: received ${formatBytes(s.downloaded)}, sent ${formatBytes(s.uploaded)}`,
     );
   }
+  // One machine-readable line for scripts (the experiment's upload utilisation).
+  const stoppedAt = Date.now();
+  log(`STATS ${
+    JSON.stringify({
+      uploaded: engine.uploaded,
+      downloaded: engine.downloaded,
+      runMs: stoppedAt - started,
+      firstPieceMs: firstPieceAt === undefined ? null : firstPieceAt - started,
+      completeMs: completedAt === undefined ? null : completedAt - started,
+    })
+  }`);
   await tracker.leave();
 }
 

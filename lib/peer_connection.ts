@@ -20,6 +20,7 @@
 import { Bitfield } from "./bitfield.ts";
 import { bytesEqual, toHex } from "./hash.ts";
 import { RateMeter } from "./rate.ts";
+import type { RateLimiter } from "./rate_limiter.ts";
 import {
   encodeHandshake,
   encodeMessage,
@@ -56,6 +57,10 @@ export interface ConnectionOptions {
   handshakeTimeoutMs?: number;
   /** Largest message accepted (default: room for a 128 KiB block or the bitfield). */
   maxMessageLength?: number;
+  /** The peer's upload budget, shared by all its connections (`--up-rate`). */
+  upLimit?: RateLimiter;
+  /** The peer's download budget, shared by all its connections (`--down-rate`). */
+  downLimit?: RateLimiter;
 }
 
 const WRITE_BUFFER = 256 * 1024;
@@ -213,7 +218,15 @@ export class PeerConnection {
     try {
       while (!this.#closed) {
         // Read straight into the decoder's buffer: no copy, no allocation per read.
-        const n = await this.#conn.read(this.#decoder.writable());
+        let space = this.#decoder.writable();
+        let granted = 0;
+        if (this.#opts.downLimit) {
+          granted = await this.#opts.downLimit.acquire(space.length);
+          space = space.subarray(0, granted);
+          if (this.#closed) return;
+        }
+        const n = await this.#conn.read(space);
+        if (granted > 0) this.#opts.downLimit!.giveBack(granted - (n ?? 0));
         if (n === null) {
           this.close("connection closed by peer");
           return;
@@ -296,7 +309,18 @@ export class PeerConnection {
         this.#fillLen = 0;
         if (this.#fill.length < this.#spare.length) this.#fill = new Uint8Array(this.#spare.length);
         let off = 0;
-        while (off < len) off += await this.#conn.write(data.subarray(off));
+        const limit = this.#opts.upLimit;
+        while (off < len) {
+          if (limit) {
+            const granted = await limit.acquire(len - off);
+            if (this.#closed) return;
+            const n = await this.#conn.write(data.subarray(off, off + granted));
+            limit.giveBack(granted - n);
+            off += n;
+          } else {
+            off += await this.#conn.write(data.subarray(off));
+          }
+        }
         this.#outBytes -= len;
         this.lastSent = Date.now();
         if (this.#drainWaiters.length > 0) {

@@ -61,6 +61,13 @@ interface PieceInProgress {
   received: number;
   /** True once every block arrived: waiting for its hash check. */
   verifying: boolean;
+  /**
+   * Set for a piece that failed its hash with blocks from several peers: it is then fetched from
+   * one peer only (`owner`), so the next failure names the culprit without doubt.
+   */
+  exclusive: boolean;
+  /** The one peer an exclusive piece is being fetched from. */
+  owner: string | undefined;
 }
 
 /** Plans block requests across peers; see the module doc. */
@@ -71,6 +78,7 @@ export class PiecePicker {
   readonly #active = new Map<number, PieceInProgress>();
   readonly #outstanding = new Map<string, Set<number>>();
   readonly #random: () => number;
+  readonly #exclusiveNext = new Set<number>();
   /** Pieces fewer than this many held are picked at random rather than rarest first. */
   randomFirst = 0;
 
@@ -222,7 +230,11 @@ export class PiecePicker {
         length: this.#blockLength(index, block),
       });
     }
-    if (!only) this.#outstanding.delete(peer);
+    if (!only) {
+      this.#outstanding.delete(peer);
+      // It choked us or left: an exclusive piece may go to another single peer.
+      for (const p of this.#active.values()) if (p.owner === peer) p.owner = undefined;
+    }
     return released;
   }
 
@@ -232,9 +244,13 @@ export class PiecePicker {
     this.#have.set(index);
   }
 
-  /** The piece failed its hash check: forget its blocks so it is fetched again. */
-  pieceFailed(index: number): void {
+  /**
+   * The piece failed its hash check: forget its blocks so it is fetched again. With
+   * `exclusive`, the next attempt takes every block from a single peer.
+   */
+  pieceFailed(index: number, exclusive = false): void {
     this.#active.delete(index);
+    if (exclusive) this.#exclusiveNext.add(index);
   }
 
   get #blocksPerPiece(): number {
@@ -256,6 +272,8 @@ export class PiecePicker {
       owners: new Array(n),
       received: 0,
       verifying: false,
+      exclusive: this.#exclusiveNext.delete(index),
+      owner: undefined,
     };
     this.#active.set(index, p);
     return p;
@@ -270,6 +288,11 @@ export class PiecePicker {
     max: number,
     out: BlockRequest[],
   ): void {
+    if (p.exclusive) {
+      if (p.owner !== undefined && p.owner !== peer) return;
+      if (want === REQUESTED) return; // no endgame doubling on a piece under suspicion
+      p.owner = peer;
+    }
     for (let b = 0; b < p.state.length && out.length < max; b++) {
       if (p.state[b] !== want) continue;
       const owners = p.owners[b] ?? [];

@@ -38,6 +38,16 @@ export interface SwarmOptions {
   dashboard?: boolean;
   /** Extra arguments for every peer (e.g. --pipeline). */
   peerArgs?: string[];
+  /** "p2p" (default): leechers share; "client-server": leechers only download from the seeder. */
+  mode?: "p2p" | "client-server";
+  /** The seeder's upload cap, bytes/s. */
+  seedUp?: number;
+  /** Each leecher's upload cap, bytes/s. */
+  peerUp?: number;
+  /** Each leecher's download cap, bytes/s. */
+  peerDown?: number;
+  /** Piece length the seeder hashes with. */
+  pieceLength?: number;
   /** Where summary lines go (default console.log). */
   log?: (line: string) => void;
 }
@@ -52,6 +62,14 @@ export interface LeecherResult {
   mbPerSecond: number;
   /** Whether its copy's SHA-256 equals the original's. */
   identical: boolean;
+  /** Bytes it uploaded (known once it stopped; undefined with --keep-running). */
+  uploaded?: number;
+  /** Its average upload rate from its start to the end of the distribution, bytes/s. */
+  uploadRate?: number;
+  /** Seconds from the first leecher's start to this one's start. */
+  startOffset: number;
+  /** Everything it reported as it stopped. */
+  stats?: PeerStatsLine;
 }
 
 /** What the swarm run achieved. */
@@ -64,6 +82,8 @@ export interface SwarmSummary {
   sha256: string;
   /** True when every copy is byte-identical to the original. */
   identical: boolean;
+  /** What the seeder reported as it stopped (not with --keep-running). */
+  seeder?: PeerStatsLine;
 }
 
 /** Runs the swarm; see the module doc. Throws {@linkcode FatalError} when a part cannot start. */
@@ -121,6 +141,7 @@ export async function runSwarm(opts: SwarmOptions): Promise<SwarmSummary> {
       }),
     ]);
 
+    const rate = (n: number | undefined, flag: string) => n ? [flag, `${n}`] : [];
     const peerArgs = (port: number, seeder: boolean) => [
       host,
       String(port),
@@ -131,24 +152,38 @@ export async function runSwarm(opts: SwarmOptions): Promise<SwarmSummary> {
       file,
       "--dir",
       opts.dir,
+      ...(seeder ? rate(opts.seedUp, "--up-rate") : rate(opts.peerUp, "--up-rate")),
+      ...(seeder ? [] : rate(opts.peerDown, "--down-rate")),
+      ...(seeder && opts.pieceLength ? ["--piece-length", String(opts.pieceLength)] : []),
+      ...(!seeder && opts.mode === "client-server" ? ["--client-server"] : []),
       ...(opts.peerArgs ?? []),
     ];
     const seeder = spawnEntry("peer", peerArgs(basePort, true));
     children.push({ name: `${host}:${basePort}`, child: seeder });
-    await waitForLine(seeder, `${logDir}/peer-${basePort}.log`, /^Seeding /, "the seeder");
+    const seederWatch = watchPeer(
+      seeder,
+      `${logDir}/peer-${basePort}.log`,
+      /^Seeding /,
+      "the seeder",
+    );
+    await seederWatch.seen;
 
     const started = performance.now();
     const done: Promise<LeecherResult>[] = [];
+    const stats = new Map<string, Promise<PeerStatsLine | undefined>>();
     for (let i = 1; i <= opts.leechers; i++) {
       const port = basePort + i;
       const t0 = performance.now();
       const child = spawnEntry("peer", peerArgs(port, false));
       const id = `${host}:${port}`;
       children.push({ name: id, child });
+      const watch = watchPeer(child, `${logDir}/peer-${port}.log`, /^DOWNLOAD COMPLETE!/, id);
+      stats.set(id, watch.stats);
       done.push(
-        waitForLine(child, `${logDir}/peer-${port}.log`, /^DOWNLOAD COMPLETE!/, id).then(() => {
+        watch.seen.then(() => {
           const seconds = (performance.now() - t0) / 1000;
-          return { id, seconds, mbPerSecond: 0, identical: false };
+          const startOffset = (t0 - started) / 1000;
+          return { id, seconds, mbPerSecond: 0, identical: false, startOffset };
         }),
       );
     }
@@ -167,10 +202,21 @@ export async function runSwarm(opts: SwarmOptions): Promise<SwarmSummary> {
       sha256,
       identical: results.every((r) => r.identical),
     };
-    if (dashboard && !opts.keepRunning) {
-      // Stop the tracker first so its last frame stays and the summary prints below it.
+    if (!opts.keepRunning) {
+      // Stop the tracker first so its last frame stays and the summary prints below it; then
+      // the peers, which print what they uploaded as they leave.
       trackerChild.kill("SIGTERM");
       await trackerChild.status;
+      for (const { name, child } of children) if (name !== "tracker") child.kill("SIGTERM");
+      for (const r of results) {
+        const st = await stats.get(r.id);
+        if (st) {
+          r.stats = st;
+          r.uploaded = st.uploaded;
+          r.uploadRate = st.uploaded / Math.max(0.001, distributionSeconds - r.startOffset);
+        }
+      }
+      summary.seeder = await seederWatch.stats;
     }
     printSummary(summary, { file, size, leechers: opts.leechers, log });
     if (opts.keepRunning) {
@@ -203,31 +249,66 @@ async function ensureTestFile(path: string, size: number, log: (l: string) => vo
   if (!status.success) throw new FatalError(`could not make the test file ${path}`);
 }
 
-/** Streams a child's stdout to a log file and resolves when `pattern` appears. */
-function waitForLine(
+/** The `STATS {...}` line a peer prints as it stops. */
+export interface PeerStatsLine {
+  /** Bytes of blocks it uploaded. */
+  uploaded: number;
+  /** Bytes of verified pieces it downloaded. */
+  downloaded: number;
+  /** Milliseconds it ran. */
+  runMs: number;
+  /** Milliseconds from its start to its first verified piece (null: none). */
+  firstPieceMs: number | null;
+  /** Milliseconds from its start to its complete copy (null: never). */
+  completeMs: number | null;
+}
+
+/** Parses a peer's `STATS {...}` line; undefined for any other line. */
+export function parseStatsLine(line: string): PeerStatsLine | undefined {
+  if (!line.startsWith("STATS ")) return undefined;
+  try {
+    const v = JSON.parse(line.slice(6));
+    return typeof v?.uploaded === "number" && typeof v?.runMs === "number" ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Streams a child's stdout to a log file; `seen` resolves when `pattern` appears (and rejects if
+ * the child exits first), `stats` when the child exits, with its STATS line if it printed one.
+ */
+function watchPeer(
   child: Deno.ChildProcess,
   logPath: string,
   pattern: RegExp,
   who: string,
-): Promise<void> {
+): { seen: Promise<void>; stats: Promise<PeerStatsLine | undefined> } {
   const errText = collect(child.stderr);
-  return new Promise((resolve, reject) => {
-    const file = Deno.openSync(logPath, { write: true, create: true, truncate: true });
-    const enc = new TextEncoder();
-    let seen = false;
-    readLines(child.stdout, (line) => {
-      file.writeSync(enc.encode(line + "\n"));
-      if (!seen && pattern.test(line)) {
-        seen = true;
-        resolve();
-      }
-    }).finally(() => file.close());
+  let stats: PeerStatsLine | undefined;
+  let seen = false;
+  const file = Deno.openSync(logPath, { write: true, create: true, truncate: true });
+  const enc = new TextEncoder();
+  let resolveSeen!: () => void;
+  const seenPromise = new Promise<void>((resolve, reject) => {
+    resolveSeen = resolve;
     child.status.then(async (s) => {
       if (seen) return;
       const why = (await errText).trim().split("\n").pop() || `exit code ${s.code}`;
       reject(new FatalError(`${who} stopped early: ${why} (log: ${logPath})`));
     });
   });
+  const reading = readLines(child.stdout, (line) => {
+    file.writeSync(enc.encode(line + "\n"));
+    stats = parseStatsLine(line) ?? stats;
+    if (!seen && pattern.test(line)) {
+      seen = true;
+      resolveSeen();
+    }
+  }).finally(() => file.close());
+  // Rejections are handled by whoever awaits `seen`; keep an unawaited one from crashing us.
+  seenPromise.catch(() => {});
+  return { seen: seenPromise, stats: reading.then(() => stats) };
 }
 
 function logTo(stream: ReadableStream<Uint8Array>, path: string): void {
@@ -264,9 +345,14 @@ function printSummary(
   log("");
   log(`Swarm summary: ${ctx.leechers} leecher(s), ${ctx.file}, ${formatBytes(ctx.size)}`);
   for (const r of s.leechers) {
+    const up = r.uploadRate === undefined
+      ? ""
+      : `  uploaded at ${(r.uploadRate / 1e6).toFixed(1)} MB/s`;
     log(
       `  ${r.id.padEnd(16)} complete in ${r.seconds.toFixed(1).padStart(6)} s  ` +
-        `${r.mbPerSecond.toFixed(1).padStart(7)} MB/s  ${r.identical ? "identical" : "DIFFERS"}`,
+        `${r.mbPerSecond.toFixed(1).padStart(7)} MB/s  ${
+          r.identical ? "identical" : "DIFFERS"
+        }${up}`,
     );
   }
   log(`Time to full distribution: ${s.distributionSeconds.toFixed(1)} s`);

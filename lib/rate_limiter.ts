@@ -1,0 +1,138 @@
+/**
+ * A shared byte budget per second (a token bucket), for `--up-rate` and `--down-rate`: every
+ * connection of a peer draws from the same bucket, first come first served, so the cap holds for
+ * the peer as a whole however many peers it talks to, loopback included.
+ *
+ * The bucket itself ({@linkcode TokenBucket}) is pure arithmetic on an injected clock;
+ * {@linkcode RateLimiter} adds the waiting.
+ *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "./rate_limiter.ts";
+ * const up = new RateLimiter(4 * 1024 * 1024); // 4 MiB/s
+ * const n = await up.acquire(16384); // resolves when 16 KiB may be sent
+ * ```
+ * @module
+ */
+
+/** Token bucket arithmetic: `rate` bytes per second, holding at most `burst` bytes. */
+export class TokenBucket {
+  #tokens: number;
+  #last: number;
+
+  /** Makes a bucket that starts with `initial` tokens (default: empty) at time `now` (ms). */
+  constructor(readonly rate: number, readonly burst: number, now: number, initial = 0) {
+    if (!(rate > 0) || !(burst > 0)) throw new RangeError("rate and burst must be positive");
+    this.#tokens = Math.min(initial, burst);
+    this.#last = now;
+  }
+
+  /** Tokens available at `now`. */
+  available(now: number): number {
+    this.#refill(now);
+    return this.#tokens;
+  }
+
+  /** Takes up to `want` tokens at `now`; returns how many were taken (maybe 0). */
+  take(want: number, now: number): number {
+    this.#refill(now);
+    const got = Math.max(0, Math.min(want, Math.floor(this.#tokens)));
+    this.#tokens -= got;
+    return got;
+  }
+
+  /** Puts back `n` tokens taken but not used (a read that returned fewer bytes). */
+  giveBack(n: number): void {
+    this.#tokens = Math.min(this.burst, this.#tokens + n);
+  }
+
+  /** Milliseconds from `now` until `n` tokens (at most the burst) are available. */
+  waitFor(n: number, now: number): number {
+    this.#refill(now);
+    const need = Math.min(n, this.burst) - this.#tokens;
+    return need <= 0 ? 0 : (need / this.rate) * 1000;
+  }
+
+  #refill(now: number): void {
+    if (now > this.#last) {
+      this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) / 1000) * this.rate);
+      this.#last = now;
+    }
+  }
+}
+
+/** Granted in pieces no bigger than this, so one connection cannot starve the others. */
+const MAX_GRANT = 16 * 1024 + 13;
+
+/** Waits for a shared budget; see the module doc. */
+export class RateLimiter {
+  readonly #bucket: TokenBucket;
+  readonly #queue: { want: number; resolve: (n: number) => void }[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+
+  /**
+   * Makes a limiter of `bytesPerSecond`. The burst is a tenth of a second's worth (at least two
+   * blocks), which keeps the rate smooth over any window longer than that.
+   */
+  constructor(
+    readonly bytesPerSecond: number,
+    readonly now: () => number = () => performance.now(),
+  ) {
+    const burst = Math.max(2 * MAX_GRANT, bytesPerSecond / 10);
+    this.#bucket = new TokenBucket(bytesPerSecond, burst, now());
+  }
+
+  /**
+   * Resolves with a number of bytes from 1 to `want` (at most one block) that may be moved now.
+   * Callers are served in order. After {@linkcode close}, resolves at once with `want`.
+   */
+  acquire(want: number): Promise<number> {
+    want = Math.max(1, Math.min(want, MAX_GRANT));
+    if (this.#closed) return Promise.resolve(want);
+    if (this.#queue.length === 0 && this.#bucket.available(this.now()) >= want) {
+      this.#bucket.take(want, this.now());
+      return Promise.resolve(want);
+    }
+    return new Promise((resolve) => {
+      this.#queue.push({ want, resolve });
+      this.#pump();
+    });
+  }
+
+  /** Returns `n` granted bytes that were not used, for the next caller. */
+  giveBack(n: number): void {
+    if (n <= 0 || this.#closed) return;
+    this.#bucket.giveBack(n);
+    if (this.#queue.length > 0) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#pump();
+    }
+  }
+
+  /** Stops limiting: every waiter is released. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const w of this.#queue.splice(0)) w.resolve(w.want);
+  }
+
+  #pump(): void {
+    if (this.#timer !== undefined) return;
+    const now = this.now();
+    while (this.#queue.length > 0 && this.#bucket.available(now) >= this.#queue[0].want) {
+      const head = this.#queue.shift()!;
+      this.#bucket.take(head.want, now);
+      head.resolve(head.want);
+    }
+    if (this.#queue.length > 0) {
+      const wait = this.#bucket.waitFor(this.#queue[0].want, now);
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#pump();
+      }, Math.max(1, Math.ceil(wait)));
+    }
+  }
+}
