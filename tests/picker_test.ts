@@ -394,3 +394,24 @@ Deno.test("picker: a whole download completes through the public API", () => {
   assertEquals(picker.activePieces, []);
   assertEquals(picker.outstanding("a") + picker.outstanding("b"), 0);
 });
+
+Deno.test("picker: a piece that failed with several senders is fetched from one peer only", () => {
+  const picker = new PiecePicker(layout(1, 4), new Bitfield(1), () => 0);
+  const all = bits(1, [0]);
+  picker.peerJoined(all);
+  picker.peerJoined(all);
+  // First attempt: two peers share the piece's blocks.
+  const a1 = picker.request("a", all, 2);
+  const b1 = picker.request("b", all, 2);
+  assertEquals([a1.length, b1.length], [2, 2]);
+  for (const r of a1) picker.received("a", r.index, r.begin, r.length);
+  for (const r of b1) picker.received("b", r.index, r.begin, r.length);
+  picker.pieceFailed(0, true);
+  // Second attempt: whoever asks first gets every block; the other gets none, even in endgame.
+  assertEquals(picker.request("b", all, 4).length, 4);
+  assertEquals(picker.request("a", all, 4), []);
+  // If that peer chokes us, the piece may go to one other peer.
+  picker.release("b");
+  assertEquals(picker.request("a", all, 4).length, 4);
+  assertEquals(picker.request("b", all, 4), []);
+});
