@@ -55,6 +55,8 @@ options:
   --upload-slots N     regular unchoke slots (default 4)
   --rechoke SECS       seconds between rechokes (default 10)
   --snub SECS          a peer that sends nothing for this long loses our requests (default 20)
+  --hold               once set up and registered, print READY and wait for a line on
+                       standard input before joining (scripts start many peers together)
   --quiet              print progress without the per-peer piece lines
   --help               show this help`;
 
@@ -74,6 +76,7 @@ if (import.meta.main) {
           "piece-length": { type: "string" },
           pipeline: { type: "string" },
           quiet: { type: "boolean", default: false },
+          hold: { type: "boolean", default: false },
           "up-rate": { type: "string" },
           "down-rate": { type: "string" },
           "client-server": { type: "boolean", default: false },
@@ -148,6 +151,7 @@ if (import.meta.main) {
       pieceLength,
       quiet: values.quiet,
       torrent: values.torrent,
+      hold: values.hold,
       tuning,
       upRate,
       downRate,

@@ -28,7 +28,10 @@ import { BLOCK_LENGTH, clientName, MAX_REQUEST_LENGTH, type Message } from "./wi
 
 /** Tunables; the defaults suit a real swarm, tests and demos shorten the timings. */
 export interface EngineTuning {
-  /** Blocks kept requested from each peer (default 128, i.e. 2 MiB in flight). */
+  /**
+   * Most blocks kept requested from one peer (default 128, i.e. 2 MiB in flight); fewer are
+   * asked of a slow peer: about half a second of its rate.
+   */
   pipeline: number;
   /** Regular unchoke slots (default 4) besides the optimistic one. */
   uploadSlots: number;
@@ -51,6 +54,11 @@ export interface EngineTuning {
   /** Pieces picked at random before rarest first takes over (default 4). */
   randomFirst: number;
 }
+
+/** Fewest blocks kept requested from a peer, however slow it has been so far. */
+const MIN_PIPELINE = 16;
+/** Seconds of a peer's delivery rate kept requested from it. */
+const PIPELINE_SECONDS = 0.5;
 
 /** Defaults for {@linkcode EngineTuning}. */
 export const DEFAULT_TUNING: EngineTuning = {
@@ -158,11 +166,9 @@ export class Engine {
     });
     if (options.upRate) this.#upLimit = new RateLimiter(options.upRate);
     if (options.downRate) this.#downLimit = new RateLimiter(options.downRate);
-    // Under a cap, keep only a quarter-second of data queued per peer, so choking and
-    // cancels take effect quickly instead of behind megabytes already committed.
-    this.#highWater = options.upRate
-      ? Math.min(1 << 20, Math.max(64 * 1024, options.upRate / 4))
-      : 1 << 20;
+    // Under a cap, keep only a few blocks queued per peer: requests wait in the peer's queue
+    // until the budget allows, where a cancel or a choke can still take them back.
+    this.#highWater = options.upRate ? 64 * 1024 : 1 << 20;
     this.completed = new Promise((resolve) => (this.#resolveComplete = resolve));
     if (options.have.complete) this.#resolveComplete();
   }
@@ -525,9 +531,16 @@ export class Engine {
   #fill(peer: PeerConnection): void {
     if (!peer.ready || peer.peerChoking || !peer.amInterested) return;
     if ((this.#snubbedUntil.get(peer.key) ?? 0) > Date.now()) return;
-    const want = this.#t.pipeline - this.#picker.outstanding(peer.key);
+    // Keep about half a second of this peer's delivery rate requested: enough to keep the pipe
+    // full, not so much that a slow (rate-capped) peer sits on pieces others could send sooner.
+    const rate = peer.down.rate(Date.now(), peer.connectedAt);
+    const depth = Math.min(
+      this.#t.pipeline,
+      Math.max(MIN_PIPELINE, Math.ceil((rate * PIPELINE_SECONDS) / BLOCK_LENGTH)),
+    );
+    const want = depth - this.#picker.outstanding(peer.key);
     // Top up in batches so one arriving block does not cost one tiny write.
-    if (want < Math.min(8, this.#t.pipeline)) return;
+    if (want < Math.min(4, depth)) return;
     for (const r of this.#picker.request(peer.key, peer.bitfield, want)) {
       peer.send({ type: "request", ...r });
     }
@@ -539,6 +552,12 @@ export class Engine {
 
   #maybeUnchoke(peer: PeerConnection): void {
     if (!peer.amChoking || this.#o.noUpload) return;
+    // A seeder spreads its upload over every peer that wants it: each gets different rare
+    // pieces to pass on, instead of a few peers getting all of them.
+    if (this.#o.have.complete) {
+      peer.send({ type: "unchoke" });
+      return;
+    }
     let unchoked = 0;
     for (const p of this.#peers.values()) if (p.ready && !p.amChoking) unchoked++;
     // A free slot is filled at once; otherwise the peer waits for the next rechoke.
@@ -553,7 +572,11 @@ export class Engine {
       rate: seeding ? p.up.rate(now) : p.down.rate(now),
       connectedAt: p.connectedAt,
     }));
-    const unchoke = this.#o.noUpload ? new Set<string>() : this.#choker.rechoke(candidates, now);
+    const unchoke = this.#o.noUpload
+      ? new Set<string>()
+      : seeding
+      ? new Set(candidates.filter((c) => c.interested).map((c) => c.key))
+      : this.#choker.rechoke(candidates, now);
     for (const p of this.#peers.values()) {
       if (!p.ready) continue;
       if (unchoke.has(p.key) && p.amChoking) p.send({ type: "unchoke" });

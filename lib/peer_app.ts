@@ -16,7 +16,7 @@ import { Backoff } from "./backoff.ts";
 import { Bitfield } from "./bitfield.ts";
 import { FatalError, formatBytes } from "./cli.ts";
 import { Engine, type EngineTuning } from "./engine.ts";
-import { toHex } from "./hash.ts";
+import { fromHex, toHex } from "./hash.ts";
 import {
   DEFAULT_PIECE_LENGTH,
   fromInfo,
@@ -34,7 +34,7 @@ import {
   type Role,
 } from "./tracker_api.ts";
 import { TrackerClient, TrackerFault, TrackerUnreachable } from "./tracker_client.ts";
-import { makePeerId } from "./wire.ts";
+import { clientName, makePeerId } from "./wire.ts";
 
 /** How a peer was asked to run. */
 export interface PeerConfig {
@@ -52,6 +52,8 @@ export interface PeerConfig {
   dir: string;
   /** Piece length the seeder hashes with. */
   pieceLength?: number;
+  /** Wait for a line on standard input before joining the swarm (`--hold`). */
+  hold?: boolean;
   /** A .torrent to take the metainfo from (a leecher), instead of asking the tracker. */
   torrent?: string;
   /** Print only the important lines. */
@@ -85,7 +87,6 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
   let store: PieceStore;
   let have: Bitfield;
   let session: RegisterResult | undefined;
-  const started = Date.now();
 
   try {
     if (cfg.seeder) {
@@ -150,6 +151,12 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
       }
     },
   });
+  if (cfg.hold) {
+    // Set up and registered: wait for the word to go, so a script can release many peers at once.
+    log("READY (waiting for a line on standard input)");
+    await waitForLine(Deno.stdin.readable);
+  }
+  const started = Date.now();
   engine.start();
 
   const myIdHex = toHex(peerId);
@@ -168,8 +175,11 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
         fromTracker.set(p.peerId, p.id);
         engine.namePeer(p.peerId, p.id);
         if (engine.have.complete) continue;
-        // One side of each pair dials, so two leechers do not open two connections.
-        if (p.role === "seeder" || p.pieces === meta.pieceCount || myIdHex < p.peerId) {
+        // One side of each pair of our leechers dials, so two of them do not open two
+        // connections. Other clients learn peers only from their own announces (libtorrent at
+        // most every 5 minutes), so we dial them whatever their peer id.
+        const ours = clientName(fromHex(p.peerId)) === "swarm";
+        if (p.role === "seeder" || p.pieces === meta.pieceCount || !ours || myIdHex < p.peerId) {
           engine.connect(p.address, p.port, p.id, p.peerId);
         }
       }
@@ -258,6 +268,19 @@ async function writeTorrent(
     log(`Wrote ${path} (info-hash ${meta.infoHashHex}) for other BitTorrent clients`);
   } catch (e) {
     log(`Could not write ${path}: ${reason(e)}`);
+  }
+}
+
+/** Resolves at the first newline (or end) of `stream`, then lets go of it. */
+async function waitForLine(stream: ReadableStream<Uint8Array>): Promise<void> {
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || value.includes(0x0a)) return;
+    }
+  } finally {
+    reader.releaseLock();
   }
 }
 

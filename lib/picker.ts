@@ -51,6 +51,7 @@ export interface ReceivedResult {
   cancel: string[];
 }
 
+const MAX_OWNERS = 2;
 const FREE = 0;
 const REQUESTED = 1;
 const RECEIVED = 2;
@@ -296,7 +297,9 @@ export class PiecePicker {
     for (let b = 0; b < p.state.length && out.length < max; b++) {
       if (p.state[b] !== want) continue;
       const owners = p.owners[b] ?? [];
-      if (owners.includes(peer)) continue;
+      // In endgame a block is asked of at most two peers: enough to beat one slow peer,
+      // without every uploader spending its budget on copies that will be thrown away.
+      if (owners.includes(peer) || owners.length >= MAX_OWNERS) continue;
       owners.push(peer);
       p.owners[b] = owners;
       p.state[b] = REQUESTED;

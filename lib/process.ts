@@ -29,6 +29,8 @@ export function entryPath(entry: Entry): string {
 
 /** Options for {@linkcode spawnEntry}. */
 export interface SpawnOptions {
+  /** What to do with stdin (default "null"). */
+  stdin?: "piped" | "null";
   /** What to do with stdout (default "piped"). */
   stdout?: "piped" | "inherit" | "null";
   /** What to do with stderr (default "piped"). */
@@ -47,7 +49,7 @@ export function spawnEntry(
 ): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "--quiet", "--no-prompt", ...PERMISSIONS[entry], entryPath(entry), ...args],
-    stdin: "null",
+    stdin: opts.stdin ?? "null",
     stdout: opts.stdout ?? "piped",
     stderr: opts.stderr ?? "piped",
     cwd: opts.cwd,

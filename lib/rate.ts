@@ -42,13 +42,20 @@ export class RateMeter {
     this.#total += bytes;
   }
 
-  /** Bytes per second over the window ending at `now` (ms). */
-  rate(now: number = Date.now()): number {
+  /**
+   * Bytes per second over the window ending at `now` (ms). A meter younger than its window
+   * (`startedAt`, ms) averages over its age instead, so a new connection's rate is not
+   * underestimated.
+   */
+  rate(now: number = Date.now(), startedAt?: number): number {
     const second = Math.floor(now / 1000);
     let sum = 0;
     for (let i = 0; i < this.#buckets.length; i++) {
       if (second - this.#bucketStart[i] < this.#buckets.length) sum += this.#buckets[i];
     }
-    return sum / (this.windowMs / 1000);
+    const span = startedAt === undefined
+      ? this.windowMs
+      : Math.max(500, Math.min(this.windowMs, now - startedAt + 1000));
+    return sum / (span / 1000);
   }
 }

@@ -66,7 +66,7 @@ export interface LeecherResult {
   uploaded?: number;
   /** Its average upload rate from its start to the end of the distribution, bytes/s. */
   uploadRate?: number;
-  /** Seconds from the first leecher's start to this one's start. */
+  /** Seconds from the release of the leechers to this one's start (0: released together). */
   startOffset: number;
   /** Everything it reported as it stopped. */
   stats?: PeerStatsLine;
@@ -163,29 +163,41 @@ export async function runSwarm(opts: SwarmOptions): Promise<SwarmSummary> {
     const seederWatch = watchPeer(
       seeder,
       `${logDir}/peer-${basePort}.log`,
-      /^Seeding /,
+      [/^Seeding /],
       "the seeder",
     );
-    await seederWatch.seen;
+    await seederWatch.seen[0];
 
-    const started = performance.now();
+    // Start every leecher held at the gate, then release them together: the clock measures the
+    // distribution, not how long a 2-core machine takes to start N processes.
+    const leechers: { id: string; port: number; child: Deno.ChildProcess; ready: Promise<void> }[] =
+      [];
     const done: Promise<LeecherResult>[] = [];
     const stats = new Map<string, Promise<PeerStatsLine | undefined>>();
+    let started = 0;
     for (let i = 1; i <= opts.leechers; i++) {
       const port = basePort + i;
-      const t0 = performance.now();
-      const child = spawnEntry("peer", peerArgs(port, false));
+      const child = spawnEntry("peer", [...peerArgs(port, false), "--hold"], { stdin: "piped" });
       const id = `${host}:${port}`;
       children.push({ name: id, child });
-      const watch = watchPeer(child, `${logDir}/peer-${port}.log`, /^DOWNLOAD COMPLETE!/, id);
+      const watch = watchPeer(child, `${logDir}/peer-${port}.log`, [
+        /^READY/,
+        /^DOWNLOAD COMPLETE!/,
+      ], id);
       stats.set(id, watch.stats);
-      done.push(
-        watch.seen.then(() => {
-          const seconds = (performance.now() - t0) / 1000;
-          const startOffset = (t0 - started) / 1000;
-          return { id, seconds, mbPerSecond: 0, identical: false, startOffset };
-        }),
-      );
+      leechers.push({ id, port, child, ready: watch.seen[0] });
+      done.push(watch.seen[1].then(() => {
+        const seconds = (performance.now() - started) / 1000;
+        return { id, seconds, mbPerSecond: 0, identical: false, startOffset: 0 };
+      }));
+    }
+    await Promise.all(leechers.map((l) => l.ready));
+    started = performance.now();
+    const go = new TextEncoder().encode("go\n");
+    for (const l of leechers) {
+      const w = l.child.stdin.getWriter();
+      await w.write(go);
+      await w.close();
     }
     const results = await Promise.all(done);
     const distributionSeconds = (performance.now() - started) / 1000;
@@ -275,40 +287,49 @@ export function parseStatsLine(line: string): PeerStatsLine | undefined {
 }
 
 /**
- * Streams a child's stdout to a log file; `seen` resolves when `pattern` appears (and rejects if
- * the child exits first), `stats` when the child exits, with its STATS line if it printed one.
+ * Streams a child's stdout to a log file; `seen[i]` resolves when `patterns[i]` first appears
+ * (and rejects if the child exits first), `stats` when the child exits, with its STATS line if
+ * it printed one.
  */
 function watchPeer(
   child: Deno.ChildProcess,
   logPath: string,
-  pattern: RegExp,
+  patterns: RegExp[],
   who: string,
-): { seen: Promise<void>; stats: Promise<PeerStatsLine | undefined> } {
+): { seen: Promise<void>[]; stats: Promise<PeerStatsLine | undefined> } {
   const errText = collect(child.stderr);
   let stats: PeerStatsLine | undefined;
-  let seen = false;
   const file = Deno.openSync(logPath, { write: true, create: true, truncate: true });
   const enc = new TextEncoder();
-  let resolveSeen!: () => void;
-  const seenPromise = new Promise<void>((resolve, reject) => {
-    resolveSeen = resolve;
-    child.status.then(async (s) => {
-      if (seen) return;
-      const why = (await errText).trim().split("\n").pop() || `exit code ${s.code}`;
-      reject(new FatalError(`${who} stopped early: ${why} (log: ${logPath})`));
+  const waits = patterns.map((pattern) => {
+    let resolve!: () => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
+    // Whoever awaits it handles a rejection; an unawaited one must not crash the runner.
+    promise.catch(() => {});
+    return { pattern, seen: false, promise, resolve, reject };
+  });
+  child.status.then(async (s) => {
+    if (waits.every((w) => w.seen)) return;
+    const why = (await errText).trim().split("\n").pop() || `exit code ${s.code}`;
+    for (const w of waits) {
+      if (!w.seen) w.reject(new FatalError(`${who} stopped early: ${why} (log: ${logPath})`));
+    }
   });
   const reading = readLines(child.stdout, (line) => {
     file.writeSync(enc.encode(line + "\n"));
     stats = parseStatsLine(line) ?? stats;
-    if (!seen && pattern.test(line)) {
-      seen = true;
-      resolveSeen();
+    for (const w of waits) {
+      if (!w.seen && w.pattern.test(line)) {
+        w.seen = true;
+        w.resolve();
+      }
     }
   }).finally(() => file.close());
-  // Rejections are handled by whoever awaits `seen`; keep an unawaited one from crashing us.
-  seenPromise.catch(() => {});
-  return { seen: seenPromise, stats: reading.then(() => stats) };
+  return { seen: waits.map((w) => w.promise), stats: reading.then(() => stats) };
 }
 
 function logTo(stream: ReadableStream<Uint8Array>, path: string): void {
