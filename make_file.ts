@@ -12,9 +12,17 @@
  */
 
 import { parseArgs } from "node:util";
-import { argError, FatalError, formatBytes, main, parseSize, UsageError } from "./lib/cli.ts";
+import {
+  argError,
+  FatalError,
+  formatBytes,
+  main,
+  parseSize,
+  systemReason,
+  UsageError,
+} from "./lib/cli.ts";
 import { formatRate, ProgressBar } from "./lib/progress_bar.ts";
-import { DEFAULT_SEED, systemReason, writeTestFile } from "./lib/test_file.ts";
+import { DEFAULT_SEED, writeTestFile } from "./lib/test_file.ts";
 import { hashFile, MAX_PIECE_LENGTH, toTorrent } from "./lib/metainfo.ts";
 
 /** The command's help text. */

@@ -12,7 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { argError, FatalError, main, parsePort, UsageError } from "./lib/cli.ts";
+import { argError, FatalError, main, parsePort, systemReason, UsageError } from "./lib/cli.ts";
 import {
   HIDE_CURSOR,
   type LogEvent,
@@ -24,7 +24,6 @@ import {
 import { DEFAULT_INTERVAL, EXPIRY_INTERVALS, Registry, type Snapshot } from "./lib/registry.ts";
 import { announceRoutes } from "./lib/http_tracker.ts";
 import { parseTorrent } from "./lib/metainfo.ts";
-import { reason } from "./lib/piece_store.ts";
 import { trackerMethods } from "./lib/tracker_methods.ts";
 import { XmlRpcHttpServer } from "./lib/xmlrpc_server.ts";
 
@@ -110,7 +109,7 @@ async function preload(registry: Registry, path: string): Promise<void> {
         `reading ${path} needs --allow-read (deno run --allow-net --allow-read)`,
       );
     }
-    throw new FatalError(`cannot read ${path}: ${reason(e)}`, { cause: e });
+    throw new FatalError(`cannot read ${path}: ${systemReason(e)}`, { cause: e });
   }
   try {
     const { meta } = await parseTorrent(bytes);

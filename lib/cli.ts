@@ -157,6 +157,19 @@ export function parseSeconds(text: string | undefined, what: string): number {
   return n;
 }
 
+/**
+ * A short reason for a system error, in the operating system's words without the "(os error
+ * N)" suffix or the path Deno appends: "No space left on device", "Permission denied".
+ */
+export function systemReason(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.replace(/\s*\(os error \d+\)[\s\S]*$/, "").replace(
+    /:\s*(open|write|read|rename|remove) '[\s\S]*$/,
+    "",
+  ) ||
+    "unknown error";
+}
+
 /** Formats a byte count for people: `500.0 MiB`. */
 export function formatBytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -14,7 +14,7 @@
 
 import { Backoff } from "./backoff.ts";
 import { Bitfield } from "./bitfield.ts";
-import { FatalError, formatBytes } from "./cli.ts";
+import { FatalError, formatBytes, systemReason } from "./cli.ts";
 import { Engine, type EngineTuning } from "./engine.ts";
 import { fromHex, toHex } from "./hash.ts";
 import {
@@ -25,7 +25,7 @@ import {
   parseTorrent,
   toTorrent,
 } from "./metainfo.ts";
-import { PieceStore, PieceStoreError, reason } from "./piece_store.ts";
+import { PieceStore, PieceStoreError } from "./piece_store.ts";
 import {
   FaultCode,
   type PeerInfo,
@@ -267,7 +267,7 @@ async function writeTorrent(
     await Deno.writeFile(path, toTorrent(meta, announceUrl(trackerUrl)));
     log(`Wrote ${path} (info-hash ${meta.infoHashHex}) for other BitTorrent clients`);
   } catch (e) {
-    log(`Could not write ${path}: ${reason(e)}`);
+    log(`Could not write ${path}: ${systemReason(e)}`);
   }
 }
 
@@ -291,7 +291,7 @@ function listen(host: string, port: number): Deno.Listener {
     if (e instanceof Deno.errors.AddrInUse) {
       throw new FatalError(`port ${port} is already in use on ${host}; choose another port`);
     }
-    throw new FatalError(`cannot listen on ${host}:${port}: ${reason(e)}`, { cause: e });
+    throw new FatalError(`cannot listen on ${host}:${port}: ${systemReason(e)}`, { cause: e });
   }
 }
 
@@ -301,7 +301,7 @@ export async function readTorrent(path: string): Promise<Metainfo> {
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    throw new FatalError(`cannot read ${path}: ${reason(e)}`, { cause: e });
+    throw new FatalError(`cannot read ${path}: ${systemReason(e)}`, { cause: e });
   }
   try {
     return (await parseTorrent(bytes)).meta;
@@ -321,7 +321,7 @@ async function statSeedFile(path: string): Promise<void> {
         `seed file ${path} not found; create it with \`deno task make-file\` or pass --file`,
       );
     }
-    throw new FatalError(`cannot read seed file ${path}: ${reason(e)}`, { cause: e });
+    throw new FatalError(`cannot read seed file ${path}: ${systemReason(e)}`, { cause: e });
   }
 }
 

@@ -16,6 +16,7 @@
 
 import { Bitfield } from "./bitfield.ts";
 import { BufferPool } from "./buffer_pool.ts";
+import { systemReason } from "./cli.ts";
 import { bytesEqual, sha1Sync } from "./hash.ts";
 import { type Metainfo, pieceHash, pieceSize } from "./metainfo.ts";
 
@@ -78,7 +79,7 @@ export class PieceStore {
       if (size !== meta.length) await file.truncate(meta.length);
     } catch (e) {
       file.close();
-      throw new PieceStoreError(`cannot size ${path} to ${meta.length} bytes: ${reason(e)}`, {
+      throw new PieceStoreError(`cannot size ${path} to ${meta.length} bytes: ${systemReason(e)}`, {
         cause: e,
       });
     }
@@ -204,7 +205,7 @@ export class PieceStore {
     try {
       return fn();
     } catch (e) {
-      throw new PieceStoreError(`${what}: ${reason(e)}`, { cause: e });
+      throw new PieceStoreError(`${what}: ${systemReason(e)}`, { cause: e });
     }
   }
 }
@@ -216,18 +217,10 @@ function isZero(data: Uint8Array): boolean {
   return true;
 }
 
-/** A short human reason for a system error, e.g. "No space left on device". */
-export function reason(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "no such file or directory";
-  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
-  const msg = e instanceof Error ? e.message : String(e);
-  return msg.replace(/\s*\(os error \d+\).*$/, "").replace(/:\s*(open|write|read) .*$/, "");
-}
-
 async function wrap<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    throw new PieceStoreError(`${what}: ${reason(e)}`, { cause: e });
+    throw new PieceStoreError(`${what}: ${systemReason(e)}`, { cause: e });
   }
 }

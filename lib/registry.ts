@@ -302,27 +302,7 @@ export class Registry {
       );
     }
     const now = this.#now();
-    const entry: Entry = {
-      seq: this.#seq++,
-      token: newToken(),
-      id,
-      address,
-      port,
-      peerId: params.peerId.toLowerCase(),
-      role,
-      bitfield: undefined,
-      reported: false,
-      raw: undefined,
-      uploaded: 0,
-      downloaded: 0,
-      joinedAt: now,
-      lastSeen: now,
-      completedAt: undefined,
-      client: undefined,
-      lastReportAt: undefined,
-      uploadRate: 0,
-      downloadRate: 0,
-    };
+    const entry = this.#newEntry(id, address, port, params.peerId.toLowerCase(), role, now);
     if (this.#published && role === "seeder") {
       entry.bitfield = Bitfield.full(this.#published.pieceCount);
     } else if (this.#published) entry.bitfield = new Bitfield(this.#published.pieceCount);
@@ -442,15 +422,7 @@ export class Registry {
         entry.raw = bitfield.slice();
       }
     }
-    if (entry.lastReportAt !== undefined && now > entry.lastReportAt) {
-      const seconds = (now - entry.lastReportAt) / 1000;
-      entry.uploadRate = Math.max(0, uploaded - entry.uploaded) / seconds;
-      entry.downloadRate = Math.max(0, downloaded - entry.downloaded) / seconds;
-    }
-    entry.lastReportAt = now;
-    entry.uploaded = uploaded;
-    entry.downloaded = downloaded;
-    entry.lastSeen = now;
+    recordTransfer(entry, uploaded, downloaded, now);
     return { interval: this.interval };
   }
 
@@ -548,27 +520,9 @@ export class Registry {
           `the tracker already has ${this.#maxPeers} peers`,
         );
       }
-      entry = {
-        seq: this.#seq++,
-        token: newToken(),
-        id,
-        address,
-        port: a.port,
-        peerId: toHex(a.peerId),
-        role: a.left === 0 ? "seeder" : "leecher",
-        bitfield: undefined,
-        reported: false,
-        raw: undefined,
-        uploaded: 0,
-        downloaded: 0,
-        joinedAt: now,
-        lastSeen: now,
-        completedAt: undefined,
-        client: clientName(a.peerId),
-        lastReportAt: undefined,
-        uploadRate: 0,
-        downloadRate: 0,
-      };
+      const role = a.left === 0 ? "seeder" : "leecher";
+      entry = this.#newEntry(id, address, a.port, toHex(a.peerId), role, now);
+      entry.client = clientName(a.peerId);
       this.#byId.set(id, entry);
       this.#byToken.set(entry.token, entry);
       this.#onEvent({ type: "joined", at: now, id, role: entry.role, address, replaced: false });
@@ -581,15 +535,7 @@ export class Registry {
     for (let i = 0; i < held; i++) bf.set(i);
     entry.bitfield = bf;
     entry.peerId = toHex(a.peerId);
-    if (entry.lastReportAt !== undefined && now > entry.lastReportAt) {
-      const seconds = (now - entry.lastReportAt) / 1000;
-      entry.uploadRate = Math.max(0, a.uploaded - entry.uploaded) / seconds;
-      entry.downloadRate = Math.max(0, a.downloaded - entry.downloaded) / seconds;
-    }
-    entry.lastReportAt = now;
-    entry.uploaded = a.uploaded;
-    entry.downloaded = a.downloaded;
-    entry.lastSeen = now;
+    recordTransfer(entry, a.uploaded, a.downloaded, now);
     if (a.left === 0) this.#checkComplete(entry, now);
     const others = this.#ordered().filter((e) => e !== entry);
     // A random sample, so every client learns a different part of a large swarm.
@@ -679,6 +625,37 @@ export class Registry {
     };
   }
 
+  #newEntry(
+    id: string,
+    address: string,
+    port: number,
+    peerId: string,
+    role: Role,
+    now: number,
+  ): Entry {
+    return {
+      seq: this.#seq++,
+      token: newToken(),
+      id,
+      address,
+      port,
+      peerId,
+      role,
+      bitfield: undefined,
+      reported: false,
+      raw: undefined,
+      uploaded: 0,
+      downloaded: 0,
+      joinedAt: now,
+      lastSeen: now,
+      completedAt: undefined,
+      client: undefined,
+      lastReportAt: undefined,
+      uploadRate: 0,
+      downloadRate: 0,
+    };
+  }
+
   /** The entry for `token`, refreshing its last-seen time. */
   #touch(token: string): Entry {
     const entry = this.#entry(token);
@@ -742,6 +719,19 @@ export class Registry {
       this.#onEvent({ type: "complete", at: now, id: entry.id, elapsedMs: now - entry.joinedAt });
     }
   }
+}
+
+/** Records reported byte counts, and the rates since the previous report. */
+function recordTransfer(entry: Entry, uploaded: number, downloaded: number, now: number): void {
+  if (entry.lastReportAt !== undefined && now > entry.lastReportAt) {
+    const seconds = (now - entry.lastReportAt) / 1000;
+    entry.uploadRate = Math.max(0, uploaded - entry.uploaded) / seconds;
+    entry.downloadRate = Math.max(0, downloaded - entry.downloaded) / seconds;
+  }
+  entry.lastReportAt = now;
+  entry.uploaded = uploaded;
+  entry.downloaded = downloaded;
+  entry.lastSeen = now;
 }
 
 async function checkInfo(info: Uint8Array): Promise<Metainfo> {

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { FatalError } from "./cli.ts";
+import { FatalError, systemReason } from "./cli.ts";
 
 /** The seed used when none is given, so the same command always makes the same file. */
 export const DEFAULT_SEED = 1;
@@ -258,17 +258,4 @@ export async function writeTestFile(
 async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.length) off += await file.write(data.subarray(off));
-}
-
-/**
- * A short reason for a system error, in the operating system's words without the "(os error
- * N)" suffix or the path Deno appends: "No space left on device", "Permission denied".
- */
-export function systemReason(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  return msg.replace(/\s*\(os error \d+\)[\s\S]*$/, "").replace(
-    /:\s*(open|write|read|rename|remove) '[\s\S]*$/,
-    "",
-  ) ||
-    "unknown error";
 }

@@ -11,7 +11,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { FatalError } from "../lib/cli.ts";
+import { FatalError, systemReason } from "../lib/cli.ts";
 import { parseTorrent } from "../lib/metainfo.ts";
 import {
   formatDuration,
@@ -20,13 +20,7 @@ import {
   type ProgressSink,
   renderProgress,
 } from "../lib/progress_bar.ts";
-import {
-  systemReason,
-  testBytes,
-  TestDataStream,
-  writeTestFile,
-  Xoshiro128pp,
-} from "../lib/test_file.ts";
+import { testBytes, TestDataStream, writeTestFile, Xoshiro128pp } from "../lib/test_file.ts";
 import {
   assert,
   assertEquals,
@@ -380,7 +374,7 @@ Deno.test("test_file: write failures are one-sentence FatalErrors", async () => 
   });
 });
 
-Deno.test("test_file: systemReason keeps the operating system's words only", () => {
+Deno.test("cli: systemReason keeps the operating system's words only", () => {
   const cases: [unknown, string][] = [
     [new Error("No space left on device (os error 28)"), "No space left on device"],
     [new Error("Permission denied (os error 13): open '/x/y.part'"), "Permission denied"],

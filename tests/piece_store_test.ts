@@ -241,7 +241,7 @@ Deno.test("piece_store: openForSeeding rejects a size mismatch and a missing fil
     await assertRejects(
       () => PieceStore.openForSeeding(`${dir}/missing.iso`, meta),
       PieceStoreError,
-      "no such file",
+      "No such file",
     );
   });
 });
