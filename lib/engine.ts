@@ -191,6 +191,17 @@ export class Engine {
     return [...this.#stats.values()];
   }
 
+  /** Peers we are uploading to (unchoked and interested) and their queued requests. */
+  serving(): { peers: number; queued: number } {
+    let peers = 0;
+    let queued = 0;
+    for (const p of this.#peers.values()) {
+      if (p.ready && !p.amChoking && p.peerInterested) peers++;
+      queued += p.requests.length;
+    }
+    return { peers, queued };
+  }
+
   /** Download and upload rates over the last few seconds, bytes/s. */
   rates(): { down: number; up: number } {
     let down = 0;
@@ -333,6 +344,7 @@ export class Engine {
     this.#updateStats(peer);
     this.#picker.peerLeft(peer.bitfield);
     this.#picker.release(peer.key);
+    if (!peer.amChoking) this.#fillSlots();
     if (why && !this.#stopped && why !== "duplicate connection" && why !== "banned") {
       this.#o.log(`disconnected from ${peer.label}: ${why}`);
     }
@@ -380,6 +392,7 @@ export class Engine {
         if (!peer.amChoking) {
           peer.send({ type: "choke" });
           peer.requests.length = 0;
+          this.#fillSlots();
         }
         break;
       case "request":
@@ -562,6 +575,18 @@ export class Engine {
     for (const p of this.#peers.values()) if (p.ready && !p.amChoking) unchoked++;
     // A free slot is filled at once; otherwise the peer waits for the next rechoke.
     if (unchoked < this.#t.uploadSlots + 1) peer.send({ type: "unchoke" });
+  }
+
+  /**
+   * Gives slots freed between rechokes (a peer lost interest or left) to waiting interested
+   * peers at once, the fastest first, so upload capacity does not idle until the next rechoke.
+   */
+  #fillSlots(): void {
+    if (this.#o.noUpload || this.#stopped) return;
+    const waiting = [...this.#peers.values()]
+      .filter((p) => p.ready && p.amChoking && p.peerInterested)
+      .sort((a, b) => b.down.rate() - a.down.rate());
+    for (const p of waiting) this.#maybeUnchoke(p);
   }
 
   #rechoke(now: number): void {

@@ -196,7 +196,8 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
       const n = engine.have.count;
       log(
         `Progress ${id}: ${n}/${total} (${(100 * n / total).toFixed(1)}%)  ` +
-          `down ${mbps(down)}  up ${mbps(up)}  ${engine.peerCount} peers`,
+          `down ${mbps(down)}  up ${mbps(up)}  ${engine.peerCount} peers, ` +
+          `serving ${engine.serving().peers} (${engine.serving().queued} requests queued)`,
       );
       if (!cfg.quiet) {
         for (const [from, pieces] of pieceLog) {
