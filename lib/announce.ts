@@ -78,17 +78,25 @@ export interface AnnounceAnswer {
   peers: AnnouncePeer[];
 }
 
+const text = new TextDecoder();
+
 /** Splits a query string into keys and raw byte values, percent-decoding bytewise. */
 export function parseQuery(query: string): Map<string, Uint8Array[]> {
   if (query.length > MAX_QUERY_LENGTH) {
     throw new AnnounceError(`query string longer than ${MAX_QUERY_LENGTH} bytes`);
   }
   const out = new Map<string, Uint8Array[]>();
+  // Every value is a view into one buffer: allocating typed arrays is what costs most here.
+  const buf = new Uint8Array(query.length);
+  let used = 0;
   for (const part of query.replace(/^\?/, "").split("&")) {
     if (part === "") continue;
     const eq = part.indexOf("=");
-    const key = new TextDecoder().decode(percentDecode(eq < 0 ? part : part.slice(0, eq)));
-    const value = percentDecode(eq < 0 ? "" : part.slice(eq + 1));
+    const rawKey = eq < 0 ? part : part.slice(0, eq);
+    const key = /^[A-Za-z0-9_.~-]*$/.test(rawKey) ? rawKey : text.decode(percentDecode(rawKey));
+    const start = used;
+    used = percentDecodeInto(eq < 0 ? "" : part.slice(eq + 1), buf, used);
+    const value = buf.subarray(start, used);
     const list = out.get(key) ?? [];
     if (list.length >= 64) throw new AnnounceError(`too many ${key} parameters`);
     list.push(value);
@@ -99,13 +107,18 @@ export function parseQuery(query: string): Map<string, Uint8Array[]> {
 
 function percentDecode(s: string): Uint8Array {
   const out = new Uint8Array(s.length);
-  let n = 0;
+  return out.subarray(0, percentDecodeInto(s, out, 0));
+}
+
+/** Percent-decodes `s` into `out` from `n` on; returns where it stopped. */
+function percentDecodeInto(s: string, out: Uint8Array, n: number): number {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c === 0x25 /* % */) {
-      const hex = s.slice(i + 1, i + 3);
-      if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw new AnnounceError("malformed percent-encoding");
-      out[n++] = parseInt(hex, 16);
+      const hi = hexDigit(s.charCodeAt(i + 1));
+      const lo = hexDigit(s.charCodeAt(i + 2));
+      if (hi < 0 || lo < 0) throw new AnnounceError("malformed percent-encoding");
+      out[n++] = (hi << 4) | lo;
       i += 2;
     } else if (c === 0x2b /* + */) {
       out[n++] = 0x20;
@@ -115,10 +128,15 @@ function percentDecode(s: string): Uint8Array {
       throw new AnnounceError("query string must be ASCII");
     }
   }
-  return out.subarray(0, n);
+  return n;
 }
 
-const text = new TextDecoder();
+/** The value of a hexadecimal digit's character code (NaN included), or -1. */
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const l = c | 0x20; // lower-cases a letter
+  return l >= 0x61 && l <= 0x66 ? l - 0x61 + 10 : -1;
+}
 
 function single(q: Map<string, Uint8Array[]>, key: string): Uint8Array | undefined {
   const v = q.get(key);
@@ -132,9 +150,15 @@ function integer(q: Map<string, Uint8Array[]>, key: string, fallback?: number): 
     if (fallback !== undefined) return fallback;
     throw new AnnounceError(`missing ${key}`);
   }
-  const s = text.decode(raw);
-  if (!/^\d{1,16}$/.test(s)) throw new AnnounceError(`${key} must be a whole number`);
-  const n = Number(s);
+  // Up to 16 decimal digits, read straight from the bytes.
+  let n = 0;
+  for (const b of raw) {
+    if (b < 0x30 || b > 0x39) throw new AnnounceError(`${key} must be a whole number`);
+    n = n * 10 + (b - 0x30);
+  }
+  if (raw.length === 0 || raw.length > 16) {
+    throw new AnnounceError(`${key} must be a whole number`);
+  }
   if (!Number.isSafeInteger(n)) throw new AnnounceError(`${key} is too large`);
   return n;
 }
@@ -198,10 +222,31 @@ export function encodeAnnounceResponse(
     incomplete: a.incomplete,
   };
   if (compact) {
-    const v4 = a.peers.map((p) => compactV4(p.ip, p.port)).filter((b) => b !== undefined);
-    const v6 = a.peers.map((p) => compactV6(p.ip, p.port)).filter((b) => b !== undefined);
-    dict.peers = concat(v4);
-    if (v6.length > 0) dict.peers6 = concat(v6);
+    // The hot path of a busy tracker: written directly rather than through encode(), with the
+    // keys in the sorted order bencoding requires.
+    for (const v of [a.interval, a.complete, a.incomplete]) {
+      if (!Number.isSafeInteger(v)) throw new TypeError(`bencode: ${v} is not an integer`);
+    }
+    const v4 = new Uint8Array(6 * a.peers.length);
+    let n4 = 0;
+    const v6: Uint8Array[] = [];
+    for (const p of a.peers) {
+      if (writeCompactV4(p.ip, p.port, v4, n4)) n4 += 6;
+      else {
+        const b = compactV6(p.ip, p.port);
+        if (b) v6.push(b);
+      }
+    }
+    const head =
+      `d8:completei${a.complete}e10:incompletei${a.incomplete}e8:intervali${a.interval}` +
+      `e12:min intervali${Math.min(a.interval, 5)}e5:peers${n4}:`;
+    const parts = [latin1(head), v4.subarray(0, n4)];
+    if (v6.length > 0) {
+      const all = concat(v6);
+      parts.push(latin1(`6:peers6${all.length}:`), all);
+    }
+    parts.push(latin1("e"));
+    return concat(parts);
   } else {
     dict.peers = a.peers.map((p) => {
       const d: BDict = { ip: p.ip, port: p.port };
@@ -249,14 +294,34 @@ function compare(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-function compactV4(ip: string, port: number): Uint8Array | undefined {
-  const m = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
-  if (!m) return undefined;
-  const out = new Uint8Array(6);
-  for (let i = 0; i < 4; i++) out[i] = Number(m[i + 1]);
-  out[4] = port >> 8;
-  out[5] = port & 0xff;
+/** An ASCII string's bytes. */
+function latin1(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;
+}
+
+/**
+ * Writes the 6-byte compact form of an IPv4 address (`1.2.3.4`, or `::ffff:1.2.3.4` from a
+ * dual-stack socket) and port at `out[at]`; false, writing nothing, for anything else.
+ */
+function writeCompactV4(ip: string, port: number, out: Uint8Array, at: number): boolean {
+  let i = ip.startsWith("::ffff:") ? 7 : 0;
+  for (let k = 0; k < 4; k++) {
+    let value = 0;
+    let digits = 0;
+    for (; i < ip.length && digits < 4; i++, digits++) {
+      const c = ip.charCodeAt(i);
+      if (c < 0x30 || c > 0x39) break;
+      value = value * 10 + c - 0x30;
+    }
+    if (digits === 0 || digits > 3 || value > 255) return false;
+    if (k < 3 ? ip.charCodeAt(i++) !== 0x2e /* . */ : i !== ip.length) return false;
+    out[at + k] = value;
+  }
+  out[at + 4] = port >> 8;
+  out[at + 5] = port & 0xff;
+  return true;
 }
 
 function compactV6(ip: string, port: number): Uint8Array | undefined {

@@ -35,16 +35,29 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 /** Lower-case hexadecimal of `bytes`. */
 export function toHex(bytes: Uint8Array): string {
   let s = "";
-  for (const b of bytes) s += b.toString(16).padStart(2, "0");
+  for (const b of bytes) s += HEX[b];
   return s;
 }
 
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+
 /** Parses lower- or upper-case hexadecimal; throws on odd length or a non-hex digit. */
 export function fromHex(hex: string): Uint8Array {
-  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) {
-    throw new TypeError(`not a hexadecimal string: ${hex.slice(0, 16)}`);
+  const out = new Uint8Array(hex.length >> 1);
+  let bad = hex.length % 2 !== 0;
+  for (let i = 0; i < out.length && !bad; i++) {
+    const hi = hexDigit(hex.charCodeAt(2 * i));
+    const lo = hexDigit(hex.charCodeAt(2 * i + 1));
+    bad = hi < 0 || lo < 0;
+    out[i] = (hi << 4) | lo;
   }
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  if (bad) throw new TypeError(`not a hexadecimal string: ${hex.slice(0, 16)}`);
   return out;
+}
+
+/** The value of a hexadecimal digit's character code, or -1 for any other character. */
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const l = c | 0x20; // lower-cases a letter
+  return l >= 0x61 && l <= 0x66 ? l - 0x61 + 10 : -1;
 }

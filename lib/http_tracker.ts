@@ -30,13 +30,25 @@ function reply(body: Uint8Array): Response {
   return new Response(body as Uint8Array<ArrayBuffer>, { status: 200, headers: HEADERS });
 }
 
+/**
+ * The query string of a request URL, `?` included. Cut from the URL rather than parsed out of it
+ * (which costs more than the rest of an announce): percent-decoding yields the same bytes either
+ * way, since a URL parser only percent-encodes characters in a query.
+ */
+function queryOf(url: string): string {
+  const q = url.indexOf("?");
+  if (q < 0) return "";
+  const hash = url.indexOf("#", q);
+  return url.slice(q, hash < 0 ? url.length : hash);
+}
+
 /** The `/announce` and `/scrape` routes for {@linkcode XmlRpcHttpServer}'s `routes` option. */
 export function announceRoutes(registry: Registry): Record<string, RouteHandler> {
   return {
     "/announce": (request, info) => {
       if (request.method !== "GET") return reply(encodeFailure("announce must be a GET request"));
       try {
-        const a = parseAnnounce(new URL(request.url).search);
+        const a = parseAnnounce(queryOf(request.url));
         // The address comes from the connection, never from `ip=`: see Registry.announce.
         const address = info.remoteAddr.hostname;
         return reply(encodeAnnounceResponse(registry.announce(a, address), a.compact, a.noPeerId));
@@ -50,7 +62,7 @@ export function announceRoutes(registry: Registry): Record<string, RouteHandler>
     "/scrape": (request) => {
       if (request.method !== "GET") return reply(encodeFailure("scrape must be a GET request"));
       try {
-        const wanted = parseScrape(new URL(request.url).search);
+        const wanted = parseScrape(queryOf(request.url));
         const all = registry.scrape();
         const files = wanted.length === 0
           ? all

@@ -200,6 +200,8 @@ interface Entry {
   address: string;
   port: number;
   peerId: string;
+  /** `peerId` as bytes, kept for announce answers once needed. */
+  peerIdBytes?: Uint8Array;
   role: Role;
   /** Known pieces, once the piece count is known. */
   bitfield: Bitfield | undefined;
@@ -531,28 +533,29 @@ export class Registry {
     const held = a.left === 0
       ? pub.pieceCount
       : Math.floor((pub.length - a.left) / pub.pieceLength);
-    const bf = new Bitfield(pub.pieceCount);
-    for (let i = 0; i < held; i++) bf.set(i);
-    entry.bitfield = bf;
+    if (entry.bitfield?.count !== held) {
+      const bf = new Bitfield(pub.pieceCount);
+      for (let i = 0; i < held; i++) bf.set(i);
+      entry.bitfield = bf;
+    }
     entry.peerId = toHex(a.peerId);
+    entry.peerIdBytes = a.peerId;
     recordTransfer(entry, a.uploaded, a.downloaded, now);
     if (a.left === 0) this.#checkComplete(entry, now);
-    const others = this.#ordered().filter((e) => e !== entry);
-    // A random sample, so every client learns a different part of a large swarm.
-    for (let i = others.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1));
-      [others[i], others[j]] = [others[j], others[i]];
+    // A random sample, so every client learns a different part of a large swarm: a partial
+    // Fisher-Yates shuffle that draws only as many as wanted. A seeder gets no seeders.
+    const pool: Entry[] = [];
+    for (const e of this.#byId.values()) {
+      if (e !== entry && !(a.left === 0 && e.role === "seeder")) pool.push(e);
     }
-    const wanted = a.left === 0 ? others.filter((e) => e.role !== "seeder") : others;
-    return {
-      interval: this.announceInterval,
-      ...this.#counts(),
-      peers: wanted.slice(0, a.numwant).map((e) => ({
-        ip: e.address,
-        port: e.port,
-        peerId: fromHex(e.peerId),
-      })),
-    };
+    const peers: AnnounceAnswer["peers"] = [];
+    for (let i = 0; i < Math.min(a.numwant, pool.length); i++) {
+      const j = i + Math.floor(Math.random() * (pool.length - i));
+      const e = pool[j];
+      pool[j] = pool[i];
+      peers.push({ ip: e.address, port: e.port, peerId: e.peerIdBytes ??= fromHex(e.peerId) });
+    }
+    return { interval: this.announceInterval, ...this.#counts(), peers };
   }
 
   /** Scrape counts (BEP 48) for the published torrent, or none before publication. */
@@ -677,7 +680,9 @@ export class Registry {
   }
 
   #ordered(): Entry[] {
-    return [...this.#byId.values()].sort((a, b) => a.seq - b.seq);
+    // Already in join order: entries are only added with the next seq, and a Map iterates in
+    // insertion order.
+    return [...this.#byId.values()];
   }
 
   #remove(entry: Entry): void {

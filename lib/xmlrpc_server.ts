@@ -164,7 +164,7 @@ export class DenoHttpServer implements HttpServer {
   }
 
   async #serve(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> {
-    const path = new URL(request.url).pathname;
+    const path = pathOf(request.url);
     const route = RPC_PATHS.includes(path) ? undefined : this.#options.routes?.[path];
     if (route) {
       try {
@@ -195,7 +195,11 @@ export class DenoHttpServer implements HttpServer {
     if (declared > limit) return tooLarge();
     let body: string;
     try {
-      body = await readBodyLimited(request.body, limit);
+      // A declared length frames the body exactly, so it can be read whole (much cheaper than
+      // reading the stream chunk by chunk); without one, the reader enforces the limit.
+      body = request.headers.has("content-length")
+        ? await request.text()
+        : await readBodyLimited(request.body, limit);
     } catch (e) {
       if (e instanceof BodyTooLargeError) return tooLarge();
       return fault(400, FaultCode.badRequest, "the request body could not be read");
@@ -307,6 +311,25 @@ async function wrapCall(
 function unmapIPv4(host: string): string {
   const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
   return m ? m[1] : host;
+}
+
+/**
+ * The path of an absolute request URL. A path of plain characters is cut out of the URL as it is
+ * (what a URL parser would return for it, at a fraction of the cost); anything else is parsed.
+ */
+function pathOf(url: string): string {
+  const scheme = url.indexOf("://");
+  const start = scheme < 0 ? -1 : url.indexOf("/", scheme + 3);
+  if (start >= 0 && !/[?#]/.test(url.slice(scheme + 3, start))) {
+    let end = url.length;
+    for (const c of ["?", "#"]) {
+      const at = url.indexOf(c, start);
+      if (at >= 0 && at < end) end = at;
+    }
+    const path = url.slice(start, end);
+    if (/^[A-Za-z0-9/_-]*$/.test(path)) return path;
+  }
+  return new URL(url).pathname;
 }
 
 function text(status: number, body: string, headers: Record<string, string> = {}): Response {
