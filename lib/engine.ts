@@ -553,7 +553,7 @@ export class Engine {
     );
     const want = depth - this.#picker.outstanding(peer.key);
     // Top up in batches so one arriving block does not cost one tiny write.
-    if (want < Math.min(4, depth)) return;
+    if (want < Math.min(8, depth)) return;
     for (const r of this.#picker.request(peer.key, peer.bitfield, want)) {
       peer.send({ type: "request", ...r });
     }
