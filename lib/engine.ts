@@ -206,9 +206,10 @@ export class Engine {
   rates(): { down: number; up: number } {
     let down = 0;
     let up = 0;
+    const now = Date.now();
     for (const p of this.#peers.values()) {
-      down += p.down.rate();
-      up += p.up.rate();
+      down += p.down.rate(now, p.connectedAt);
+      up += p.up.rate(now, p.connectedAt);
     }
     return { down, up };
   }

@@ -55,7 +55,7 @@ export class RateMeter {
     }
     const span = startedAt === undefined
       ? this.windowMs
-      : Math.max(500, Math.min(this.windowMs, now - startedAt + 1000));
+      : Math.max(1000, Math.min(this.windowMs, now - startedAt));
     return sum / (span / 1000);
   }
 }
