@@ -55,6 +55,8 @@ export interface EngineTuning {
   randomFirst: number;
 }
 
+/** Incoming connections allowed to be still in their handshake at once. */
+const MAX_PENDING_HANDSHAKES = 16;
 /** Fewest blocks kept requested from a peer, however slow it has been so far. */
 const MIN_PIPELINE = 16;
 /** Seconds of a peer's delivery rate kept requested from it. */
@@ -280,7 +282,12 @@ export class Engine {
   async #acceptLoop(): Promise<void> {
     try {
       for await (const conn of this.#o.listener) {
-        if (this.#peers.size >= this.#t.maxPeers) {
+        // Sockets still in their handshake have a small quota of their own; when it is full the
+        // oldest gives way. Honest handshakes take milliseconds, so a client holding silent
+        // connections can neither fill the table nor keep new peers out.
+        const pending = [...this.#peers.values()].filter((p) => !p.ready);
+        if (pending.length >= MAX_PENDING_HANDSHAKES) pending[0].close("no handshake in time");
+        if (this.#peers.size - pending.length >= this.#t.maxPeers) {
           conn.close();
           continue;
         }

@@ -341,8 +341,27 @@ Deno.test("bad peer: a seeder drops hostile connections and keeps serving", asyn
 
     await t.step("the seeder is still up and serves an honest leecher", async () => {
       assert(!seeder.exited, `the seeder is still running\n${seeder.describe()}`);
+      // More silent sockets than the whole peer table holds (50), kept open meanwhile: they
+      // must neither fill the table nor keep the honest leecher out.
+      const silent = await Promise.all(
+        Array.from(
+          { length: 60 },
+          () => Deno.connect({ hostname: "127.0.0.1", port: seeder.port }),
+        ),
+      );
       const leecher = swarm.startLeecher(["--quiet"]);
-      await leecher.waitForLine(COMPLETE);
+      try {
+        // Well inside the seeder's 10 s handshake timeout: waiting that out does not count.
+        await leecher.waitForLine(COMPLETE, 6000);
+      } finally {
+        for (const c of silent) {
+          try {
+            c.close();
+          } catch {
+            // The seeder already closed it.
+          }
+        }
+      }
       await assertSameFile(swarm.copyPath(leecher.port), swarm.seedPath);
       assertEquals((await seeder.stop()).code, 0, seeder.describe());
       assertEquals(seeder.stderrText, "", "the seeder wrote nothing to stderr");
