@@ -64,6 +64,8 @@ export interface AnnouncePeer {
   port: number;
   /** 20-byte peer id. */
   peerId: Uint8Array;
+  /** Its compact IPv4 form, if the caller has it already (an empty array means IPv6). */
+  compact?: Uint8Array;
 }
 
 /** What the tracker answers to an announce. */
@@ -231,7 +233,10 @@ export function encodeAnnounceResponse(
     let n4 = 0;
     const v6: Uint8Array[] = [];
     for (const p of a.peers) {
-      if (writeCompactV4(p.ip, p.port, v4, n4)) n4 += 6;
+      if (p.compact?.length === 6) {
+        v4.set(p.compact, n4);
+        n4 += 6;
+      } else if (p.compact === undefined && writeCompactV4(p.ip, p.port, v4, n4)) n4 += 6;
       else {
         const b = compactV6(p.ip, p.port);
         if (b) v6.push(b);
@@ -305,6 +310,12 @@ function latin1(s: string): Uint8Array {
  * Writes the 6-byte compact form of an IPv4 address (`1.2.3.4`, or `::ffff:1.2.3.4` from a
  * dual-stack socket) and port at `out[at]`; false, writing nothing, for anything else.
  */
+/** The 6-byte compact form (BEP 23) of an IPv4 address and port; empty for other addresses. */
+export function compactV4(ip: string, port: number): Uint8Array {
+  const out = new Uint8Array(6);
+  return writeCompactV4(ip, port, out, 0) ? out : new Uint8Array(0);
+}
+
 function writeCompactV4(ip: string, port: number, out: Uint8Array, at: number): boolean {
   let i = ip.startsWith("::ffff:") ? 7 : 0;
   for (let k = 0; k < 4; k++) {

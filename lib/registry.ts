@@ -22,7 +22,12 @@
  * @module
  */
 
-import type { AnnounceAnswer, AnnounceParams, ScrapeEntry } from "./announce.ts";
+import {
+  type AnnounceAnswer,
+  type AnnounceParams,
+  compactV4,
+  type ScrapeEntry,
+} from "./announce.ts";
 import { Bitfield, BitfieldError } from "./bitfield.ts";
 import { fromHex, toHex } from "./hash.ts";
 import { clientName } from "./wire.ts";
@@ -202,6 +207,8 @@ interface Entry {
   peerId: string;
   /** `peerId` as bytes, kept for announce answers once needed. */
   peerIdBytes?: Uint8Array;
+  /** Its BEP 23 compact address (6 bytes; empty for IPv6), kept once needed. */
+  compact?: Uint8Array;
   role: Role;
   /** Known pieces, once the piece count is known. */
   bitfield: Bitfield | undefined;
@@ -245,6 +252,8 @@ export class Registry {
   readonly announceInterval: number;
   /** Downloads completed since the file was published (BEP 48's `downloaded`). */
   #completions = 0;
+  #listCache: Entry[] | undefined;
+  #countsCache: { complete: number; incomplete: number } | undefined;
   /** True when the metainfo was preloaded and must outlive an empty swarm. */
   #pinned = false;
 
@@ -297,6 +306,7 @@ export class Registry {
     if (old) {
       this.#byToken.delete(old.token);
       this.#byId.delete(id);
+      this.#changed();
     } else if (this.#byId.size >= this.#maxPeers) {
       throw new RegistryError(
         FaultCode.badParams,
@@ -309,6 +319,7 @@ export class Registry {
       entry.bitfield = Bitfield.full(this.#published.pieceCount);
     } else if (this.#published) entry.bitfield = new Bitfield(this.#published.pieceCount);
     this.#byId.set(id, entry);
+    this.#changed();
     this.#byToken.set(entry.token, entry);
     this.#onEvent({ type: "joined", at: now, id, role, address, replaced: old !== undefined });
     return { token: entry.token, id, address, interval: this.interval };
@@ -526,6 +537,8 @@ export class Registry {
       entry = this.#newEntry(id, address, a.port, toHex(a.peerId), role, now);
       entry.client = clientName(a.peerId);
       this.#byId.set(id, entry);
+      this.#changed();
+      this.#changed();
       this.#byToken.set(entry.token, entry);
       this.#onEvent({ type: "joined", at: now, id, role: entry.role, address, replaced: false });
     }
@@ -542,18 +555,36 @@ export class Registry {
     entry.peerIdBytes = a.peerId;
     recordTransfer(entry, a.uploaded, a.downloaded, now);
     if (a.left === 0) this.#checkComplete(entry, now);
-    // A random sample, so every client learns a different part of a large swarm: a partial
-    // Fisher-Yates shuffle that draws only as many as wanted. A seeder gets no seeders.
-    const pool: Entry[] = [];
-    for (const e of this.#byId.values()) {
-      if (e !== entry && !(a.left === 0 && e.role === "seeder")) pool.push(e);
-    }
+    // A random sample, so every client learns a different part of a large swarm. A seeder gets
+    // no seeders. Drawn by index from the cached list: no per-request copy of the whole swarm.
+    const all = this.#list();
+    const wanted = (e: Entry) => e !== entry && !(a.left === 0 && e.role === "seeder");
     const peers: AnnounceAnswer["peers"] = [];
-    for (let i = 0; i < Math.min(a.numwant, pool.length); i++) {
-      const j = i + Math.floor(Math.random() * (pool.length - i));
-      const e = pool[j];
-      pool[j] = pool[i];
-      peers.push({ ip: e.address, port: e.port, peerId: e.peerIdBytes ??= fromHex(e.peerId) });
+    const take = (e: Entry) =>
+      peers.push({
+        ip: e.address,
+        port: e.port,
+        peerId: e.peerIdBytes ??= fromHex(e.peerId),
+        compact: e.compact ??= compactV4(e.address, e.port),
+      });
+    if (a.numwant * 4 < all.length) {
+      // Few from many: random indices, rejecting repeats and unwanted entries.
+      const seen = new Set<number>();
+      for (let tries = 0; peers.length < a.numwant && tries < 8 * a.numwant; tries++) {
+        const i = Math.floor(Math.random() * all.length);
+        if (seen.has(i)) continue;
+        seen.add(i);
+        if (wanted(all[i])) take(all[i]);
+      }
+    } else {
+      // A partial Fisher-Yates shuffle of a copy, drawing only as many as wanted.
+      const pool = all.filter(wanted);
+      for (let i = 0; i < Math.min(a.numwant, pool.length); i++) {
+        const j = i + Math.floor(Math.random() * (pool.length - i));
+        const e = pool[j];
+        pool[j] = pool[i];
+        take(e);
+      }
     }
     return { interval: this.announceInterval, ...this.#counts(), peers };
   }
@@ -566,9 +597,21 @@ export class Registry {
   }
 
   #counts(): { complete: number; incomplete: number } {
+    if (this.#countsCache) return this.#countsCache;
     let complete = 0;
     for (const e of this.#byId.values()) if (e.role === "seeder") complete++;
-    return { complete, incomplete: this.#byId.size - complete };
+    return this.#countsCache = { complete, incomplete: this.#byId.size - complete };
+  }
+
+  /** Every entry in join order, cached until the swarm changes (a busy tracker's hot path). */
+  #list(): Entry[] {
+    return this.#listCache ??= [...this.#byId.values()];
+  }
+
+  /** Forgets the cached list and counts: someone joined, left, or completed. */
+  #changed(): void {
+    this.#listCache = undefined;
+    this.#countsCache = undefined;
   }
 
   /** A copy of the peer registered as `id` (`host:port`), or undefined. */
@@ -687,6 +730,7 @@ export class Registry {
 
   #remove(entry: Entry): void {
     this.#byId.delete(entry.id);
+    this.#changed();
     this.#byToken.delete(entry.token);
   }
 
@@ -719,6 +763,7 @@ export class Registry {
   #checkComplete(entry: Entry, now: number): void {
     if (entry.role === "leecher" && entry.bitfield?.complete) {
       entry.role = "seeder";
+      this.#changed();
       entry.completedAt = now;
       this.#completions++;
       this.#onEvent({ type: "complete", at: now, id: entry.id, elapsedMs: now - entry.joinedAt });
