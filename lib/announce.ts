@@ -13,7 +13,7 @@
  * @module
  */
 
-import { type BDict, encode } from "./bencode.ts";
+import { type BDict, concat, encode } from "./bencode.ts";
 
 /** Longest query string accepted (bytes); real announces are a few hundred. */
 export const MAX_QUERY_LENGTH = 4096;
@@ -351,17 +351,5 @@ function compactV6(ip: string, port: number): Uint8Array | undefined {
   }
   out[16] = port >> 8;
   out[17] = port & 0xff;
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
   return out;
 }

@@ -44,6 +44,11 @@ const encoder = new TextEncoder();
 export function encode(value: BValue): Uint8Array {
   const parts: Uint8Array[] = [];
   encodeInto(value, parts);
+  return concat(parts);
+}
+
+/** Joins byte arrays into one new array. */
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
   let total = 0;
   for (const p of parts) total += p.length;
   const out = new Uint8Array(total);
