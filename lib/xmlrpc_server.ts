@@ -163,6 +163,15 @@ export class DenoHttpServer implements HttpServer {
     return this.#shutdown;
   }
 
+  /**
+   * Answers one request exactly as the listening server would, without a socket, so tests and
+   * the fuzzer can drive the whole request path (routes, body cap, DOCTYPE refusal, parsing,
+   * faults) in-process.
+   */
+  handle(request: Request, remoteAddr: Deno.NetAddr): Promise<Response> {
+    return this.#serve(request, { remoteAddr, completed: Promise.resolve() });
+  }
+
   async #serve(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> {
     const path = pathOf(request.url);
     const route = RPC_PATHS.includes(path) ? undefined : this.#options.routes?.[path];
@@ -276,6 +285,14 @@ export class XmlRpcHttpServer {
   /** Stops the server and waits for open requests. */
   shutdown(): Promise<void> {
     return this.#http.shutdown();
+  }
+
+  /**
+   * Answers one HTTP request as if it had arrived from `remoteAddr`, without listening: the same
+   * path a real request takes, for in-process tests and fuzzing.
+   */
+  handle(request: Request, remoteAddr: Deno.NetAddr): Promise<Response> {
+    return this.#http.handle(request, remoteAddr);
   }
 
   /** Same as {@linkcode XmlRpcHttpServer.shutdown}, for `await using`. */
