@@ -33,6 +33,7 @@ import {
   serializeFault,
   XmlRpcError,
   XmlRpcFault,
+  type XmlRpcMethodHandler,
   XmlRpcServer,
   type XmlRpcValue,
 } from "@foxglove/xmlrpc";
@@ -229,9 +230,14 @@ export class DenoHttpServer implements HttpServer {
     let res: HttpResponse;
     try {
       res = await this.handler(req);
-    } catch (e) {
-      this.#options.onError?.(e, "XML-RPC request");
-      return fault(200, XmlRpcError.APPLICATION_ERROR, "internal server error");
+    } catch {
+      // Our handlers never throw (wrapCall turns everything into a fault), so this is the library
+      // choking on the call itself, e.g. a system.multicall entry that is not a struct.
+      return fault(
+        200,
+        FaultCode.badRequest,
+        "the request body is not a valid XML-RPC method call",
+      );
     }
     if (res.statusCode === 500 && res.body === undefined) {
       // The library answers unparsable calls with a bare HTTP 500; a fault says more.
@@ -258,6 +264,7 @@ export class XmlRpcHttpServer {
   constructor(options: XmlRpcHttpServerOptions) {
     this.#http = new DenoHttpServer(options);
     this.#rpc = new XmlRpcServer(this.#http);
+    this.#rpc.xmlRpcHandlers = new MethodTable();
     for (const [name, handler] of Object.entries(options.methods)) {
       this.#rpc.setHandler(name, (_name, args, req) => wrapCall(name, handler, args, req, options));
     }
@@ -301,6 +308,24 @@ export class XmlRpcHttpServer {
   }
 }
 
+/**
+ * The library's method table, which it reads with `get`. An unknown name gets a handler that
+ * answers "not found" quoting the name safely: the library's own fault would quote it as sent,
+ * and a name holding `]]>` or a control character cannot be written back as XML, so the answer
+ * would fail.
+ */
+class MethodTable extends Map<string, XmlRpcMethodHandler> {
+  override get(name: string): XmlRpcMethodHandler {
+    return super.get(name) ?? (() => {
+      const shown = String(name).slice(0, 100).replace(/[^\x20-\x7e]/g, "?").replaceAll(
+        "]]>",
+        "]]?",
+      );
+      throw new XmlRpcFault(`Method "${shown}" not found`, XmlRpcError.NOT_FOUND_ERROR);
+    });
+  }
+}
+
 async function wrapCall(
   name: string,
   handler: MethodHandler,
@@ -310,6 +335,10 @@ async function wrapCall(
 ): Promise<XmlRpcValue> {
   const host = req?.socket?.remoteAddress;
   const port = req?.socket?.remotePort;
+  if (!Array.isArray(args)) {
+    // system.multicall passes on whatever an entry's `params` held, or nothing at all.
+    throw new XmlRpcFault(`${name}: params must be an array`, XmlRpcError.INVALID_PARAMS_ERROR);
+  }
   const remoteAddr = host !== undefined && port !== undefined
     ? { hostname: unmapIPv4(host), port }
     : undefined;

@@ -467,6 +467,30 @@ Deno.test("xmlrpc server: routes, caller address, internal errors and malformed 
     assertEquals([boom.faultCode, boom.faultString], [-32500, "internal error in t.boom: kaput"]);
     assertEquals(errors, ["t.boom: kaput"]);
 
+    // Found by the fuzzer: calls the library could not answer, each now a clear fault.
+    const entries = (...values: string[]) =>
+      call(
+        "system.multicall",
+        `<param><value><array><data>${values.join("")}</data></array></value></param>`,
+      );
+    const noParams = await rawCall(
+      url,
+      entries(
+        "<value><struct><member><name>methodName</name><value>t.addr</value></member>" +
+          "</struct></value>",
+      ),
+    );
+    assertEquals(noParams.value, [{
+      faultCode: -32602,
+      faultString: "t.addr: params must be an array",
+    }]);
+    const nilEntry = (await rawCall(url, entries("<value><nil/></value>"))).fault!;
+    assertEquals(nilEntry.faultCode, FaultCode.badRequest);
+    // A method name that cannot be written back as XML (`]]>`, a NUL) is quoted safely.
+    const odd = (await rawCall(url, call("swarm.x]]>\x01y"))).fault!;
+    assertEquals([odd.faultCode, odd.faultString], [-32601, 'Method "swarm.x]]??y" not found']);
+    assertEquals(errors, ["t.boom: kaput"], "none of these is an internal error");
+
     const announce = await fetch(new URL("/announce?info_hash=x", url));
     assertEquals(await announce.text(), "GET from 127.0.0.1");
     assertEquals(await (await fetch(url)).text(), "demo status\n");
