@@ -22,6 +22,7 @@
 import { entryPath, freePort, spawnEntry } from "../lib/process.ts";
 import { writeTestFile } from "../lib/test_file.ts";
 import { assert, assertEquals, AssertionError, assertStringIncludes } from "./assert.ts";
+import { Netns, requireProgram } from "./netns.ts";
 import {
   assertSameFile,
   FILE,
@@ -43,18 +44,6 @@ const CLIENT_TIMEOUT_MS = 45_000;
 
 // ---------------------------------------------------------------------------------------------
 // Clients
-
-/** Fails (not skips) when `program` is missing, naming the Debian package that provides it. */
-async function requireProgram(program: string, pkg: string): Promise<void> {
-  const found = await new Deno.Command("sh", {
-    args: ["-c", `command -v ${program}`],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  if (!found.success) {
-    throw new AssertionError(`${program} is not installed: apt-get install ${pkg}`);
-  }
-}
 
 /** Fails when Debian's Python cannot import libtorrent. */
 async function requireLibtorrent(): Promise<void> {
@@ -232,73 +221,6 @@ function libtorrentTotals(lines: string[]): { received: number; sent: number; pe
     peers++;
   }
   return { received, sent, peers };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Network namespace for Transmission
-
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  const dec = new TextDecoder();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")} failed: ${dec.decode(out.stderr).trim()}`);
-  }
-  return dec.decode(out.stdout);
-}
-
-/**
- * A network namespace joined to ours by a veth pair on a /24 of 10.201.x.0 that nothing else
- * here uses: `hostAddr` is our side, `nsAddr` the namespace's. {@linkcode Netns.close} deletes
- * both.
- */
-class Netns {
-  private constructor(
-    readonly name: string,
-    readonly hostLink: string,
-    readonly hostAddr: string,
-    readonly nsAddr: string,
-  ) {}
-
-  static async create(): Promise<Netns> {
-    await requireProgram("ip", "iproute2");
-    const tag = `${Deno.pid % 100000}${Math.floor(Math.random() * 100)}`;
-    const name = `swinterop${tag}`;
-    const [v0, v1] = [`swi${tag}a`, `swi${tag}b`];
-    const routes = await run("ip", ["-4", "route", "show", "table", "all"]);
-    const addrs = await run("ip", ["-4", "-o", "addr"]);
-    let subnet: number | undefined;
-    for (let i = 0; i < 250; i++) {
-      const n = 1 + (Deno.pid + i) % 250;
-      if (!routes.includes(`10.201.${n}.`) && !addrs.includes(`10.201.${n}.`)) {
-        subnet = n;
-        break;
-      }
-    }
-    if (subnet === undefined) throw new Error("no free 10.201.x.0/24 subnet for the veth pair");
-    const ns = new Netns(name, v0, `10.201.${subnet}.1`, `10.201.${subnet}.2`);
-    try {
-      await run("ip", ["netns", "add", name]);
-      await run("ip", ["link", "add", v0, "type", "veth", "peer", "name", v1]);
-      await run("ip", ["link", "set", v1, "netns", name]);
-      await run("ip", ["addr", "add", `${ns.hostAddr}/24`, "dev", v0]);
-      await run("ip", ["link", "set", v0, "up"]);
-      await run("ip", ["netns", "exec", name, "ip", "addr", "add", `${ns.nsAddr}/24`, "dev", v1]);
-      await run("ip", ["netns", "exec", name, "ip", "link", "set", v1, "up"]);
-      await run("ip", ["netns", "exec", name, "ip", "link", "set", "lo", "up"]);
-    } catch (e) {
-      await ns.close();
-      throw e;
-    }
-    return ns;
-  }
-
-  /** Deletes the namespace and the veth pair; never throws. */
-  async close(): Promise<void> {
-    for (const args of [["netns", "del", this.name], ["link", "del", this.hostLink]]) {
-      await new Deno.Command("ip", { args, stdout: "null", stderr: "null" }).output()
-        .catch(() => {});
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
