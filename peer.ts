@@ -24,7 +24,8 @@ import {
   parseSize,
   UsageError,
 } from "./lib/cli.ts";
-import type { EngineTuning } from "./lib/engine.ts";
+import { DEFAULT_TUNING, type EngineTuning } from "./lib/engine.ts";
+import { FD_RESERVE, fitPeers, freeDescriptors } from "./lib/fd_limit.ts";
 import { parseTorrent } from "./lib/metainfo.ts";
 import { runPeer } from "./lib/peer_app.ts";
 
@@ -55,6 +56,10 @@ options:
   --upload-slots N     regular unchoke slots (default 4)
   --rechoke SECS       seconds between rechokes (default 10)
   --snub SECS          a peer that sends nothing for this long loses our requests (default 20)
+  --max-peers N        most peer connections at once (default 50; fewer if the open-files
+                       limit, ulimit -n, has no room for them)
+  --max-peers-per-ip N most connections with one IP address (default 8, loopback exempt;
+                       when given, it applies to loopback addresses too)
   --hold               once set up and registered, print READY and wait for a line on
                        standard input before joining (scripts start many peers together)
   --quiet              print progress without the per-peer piece lines
@@ -83,6 +88,8 @@ if (import.meta.main) {
           "upload-slots": { type: "string" },
           rechoke: { type: "string" },
           snub: { type: "string" },
+          "max-peers": { type: "string" },
+          "max-peers-per-ip": { type: "string" },
           help: { type: "boolean", default: false },
         },
       });
@@ -135,12 +142,29 @@ if (import.meta.main) {
     if (values.snub !== undefined) {
       tuning.requestTimeoutMs = parseSeconds(values.snub, "--snub") * 1000;
     }
+    if (values["max-peers"] !== undefined) {
+      tuning.maxPeers = parseCount(values["max-peers"], "--max-peers", 1, 10000);
+    }
+    if (values["max-peers-per-ip"] !== undefined) {
+      tuning.maxPeersPerIp = parseCount(values["max-peers-per-ip"], "--max-peers-per-ip", 1, 10000);
+      // Asked for explicitly: the user means every address, loopback included.
+      tuning.exemptLoopback = false;
+    }
     const upRate = values["up-rate"] === undefined
       ? undefined
       : parseRate(values["up-rate"], "--up-rate");
     const downRate = values["down-rate"] === undefined
       ? undefined
       : parseRate(values["down-rate"], "--down-rate");
+    // Every connection is a file descriptor: check the open-files limit now rather than fail
+    // to accept or dial mid-download.
+    const maxPeers = tuning.maxPeers ?? DEFAULT_TUNING.maxPeers;
+    const fit = fitPeers(maxPeers, freeDescriptors(maxPeers + FD_RESERVE));
+    if (fit.kind === "cannot") throw new FatalError(fit.message);
+    if (fit.kind === "lowered") {
+      console.log(fit.message);
+      tuning.maxPeers = fit.maxPeers;
+    }
     await runPeer({
       host,
       port,

@@ -19,6 +19,7 @@
 
 import { Bitfield, BitfieldError } from "./bitfield.ts";
 import { Choker } from "./choker.ts";
+import { ipKey, refuseConnection } from "./conn_caps.ts";
 import { type Metainfo, pieceSize } from "./metainfo.ts";
 import { PeerConnection } from "./peer_connection.ts";
 import { PiecePicker } from "./picker.ts";
@@ -43,8 +44,15 @@ export interface EngineTuning {
   keepAliveMs: number;
   /** Drop a peer we heard nothing from for this long (default 180 s). */
   idleTimeoutMs: number;
-  /** Most connections at once (default 50). */
+  /** Most handshaken connections at once (default 50). */
   maxPeers: number;
+  /** Most connections, handshaken or not, with one IP address (default 8). */
+  maxPeersPerIp: number;
+  /**
+   * Leave loopback addresses out of `maxPeersPerIp` (default true): a local demo swarm runs
+   * every peer on 127.0.0.1. An explicit `--max-peers-per-ip` applies to loopback too.
+   */
+  exemptLoopback: boolean;
   /** Most unserved requests one peer may queue before it is dropped (default 512). */
   maxQueuedRequests: number;
   /** Blocks bigger than this are refused (default 16 KiB); bigger than 128 KiB drops the peer. */
@@ -61,6 +69,8 @@ const MAX_PENDING_HANDSHAKES = 16;
 const MIN_PIPELINE = 16;
 /** Seconds of a peer's delivery rate kept requested from it. */
 const PIPELINE_SECONDS = 0.5;
+/** Refused connections from one address are logged at most once in this many ms. */
+const REFUSAL_LOG_MS = 10_000;
 
 /** Defaults for {@linkcode EngineTuning}. */
 export const DEFAULT_TUNING: EngineTuning = {
@@ -71,6 +81,8 @@ export const DEFAULT_TUNING: EngineTuning = {
   keepAliveMs: 60_000,
   idleTimeoutMs: 180_000,
   maxPeers: 50,
+  maxPeersPerIp: 8,
+  exemptLoopback: true,
   maxQueuedRequests: 512,
   maxBlockLength: BLOCK_LENGTH,
   optimisticEvery: 3,
@@ -128,7 +140,10 @@ export class Engine {
   readonly #picker: PiecePicker;
   readonly #choker: Choker;
   readonly #peers = new Map<string, PeerConnection>();
-  readonly #dialing = new Set<string>();
+  /** Dials in progress: `address:port` → address. */
+  readonly #dialing = new Map<string, string>();
+  /** Per address: when a refusal was last logged, and how many were not logged since. */
+  readonly #refusals = new Map<string, { at: number; unlogged: number }>();
   readonly #labels = new Map<string, string>();
   readonly #buffers = new Map<number, Uint8Array>();
   /** Who sent blocks of each piece in progress: peer id (hex) → label. */
@@ -247,9 +262,11 @@ export class Engine {
   async connect(address: string, port: number, label: string, peerIdHex = ""): Promise<void> {
     if (this.#stopped || this.isConnected(peerIdHex, address, port)) return;
     if (this.#banned.has(peerIdHex)) return;
-    if (this.#peers.size >= this.#t.maxPeers) return;
+    // Dials in flight count too: a peer list arrives all at once and every dial is async.
+    const total = this.#peers.size + this.#dialing.size;
+    if (refuseConnection(this.#t, address, { total, sameIp: this.#countIp(address) })) return;
     const addrKey = `${address}:${port}`;
-    this.#dialing.add(addrKey);
+    this.#dialing.set(addrKey, address);
     try {
       const conn = await Deno.connect({ hostname: address, port });
       if (this.#stopped) {
@@ -286,15 +303,56 @@ export class Engine {
         // oldest gives way. Honest handshakes take milliseconds, so a client holding silent
         // connections can neither fill the table nor keep new peers out.
         const pending = [...this.#peers.values()].filter((p) => !p.ready);
-        if (pending.length >= MAX_PENDING_HANDSHAKES) pending[0].close("no handshake in time");
-        if (this.#peers.size - pending.length >= this.#t.maxPeers) {
+        const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+        const why = refuseConnection(this.#t, address, {
+          total: this.#peers.size - pending.length,
+          sameIp: this.#countIp(address),
+        });
+        if (why) {
           conn.close();
+          this.#logRefusal(address, why);
           continue;
         }
+        if (pending.length >= MAX_PENDING_HANDSHAKES) pending[0].close("no handshake in time");
         this.#adopt(conn, false);
       }
     } catch (e) {
       if (!this.#stopped) this.#o.log(`listener failed: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+
+  /** Connections open, in their handshake or being dialled with `address`'s IP. */
+  #countIp(address: string): number {
+    const key = ipKey(address);
+    let n = 0;
+    for (const p of this.#peers.values()) if (!p.closed && ipKey(p.remoteAddress) === key) n++;
+    for (const a of this.#dialing.values()) if (ipKey(a) === key) n++;
+    return n;
+  }
+
+  /**
+   * Logs a refused connection; further refusals of the same address within
+   * {@linkcode REFUSAL_LOG_MS} are only counted (and the count logged by the tick), so a client
+   * hammering the port cannot flood the log.
+   */
+  #logRefusal(address: string, why: string): void {
+    const key = ipKey(address);
+    const last = this.#refusals.get(key);
+    if (last) {
+      last.unlogged++;
+      return;
+    }
+    this.#refusals.set(key, { at: Date.now(), unlogged: 0 });
+    this.#o.log(`refused a connection from ${key}: ${why}`);
+  }
+
+  #flushRefusals(now: number): void {
+    for (const [key, r] of this.#refusals) {
+      if (now - r.at < REFUSAL_LOG_MS) continue;
+      this.#refusals.delete(key);
+      if (r.unlogged > 0) {
+        this.#o.log(`refused ${r.unlogged} more connection(s) from ${key} for the same reason`);
+      }
     }
   }
 
@@ -326,11 +384,21 @@ export class Engine {
       peer.close("banned");
       return;
     }
+    let ready = 0;
     for (const other of this.#peers.values()) {
-      if (other !== peer && other.ready && other.peerIdHex === peer.peerIdHex) {
+      if (other === peer || !other.ready) continue;
+      if (other.peerIdHex === peer.peerIdHex) {
         peer.close("duplicate connection");
         return;
       }
+      ready++;
+    }
+    // Connections accepted while the table had room can finish their handshakes together.
+    if (ready >= this.#t.maxPeers) {
+      peer.close(
+        `already ${ready} peers connected, the most allowed (--max-peers ${this.#t.maxPeers})`,
+      );
+      return;
     }
     const label = this.#labels.get(peer.peerIdHex);
     if (label) peer.label = label;
@@ -662,6 +730,7 @@ export class Engine {
 
   #tick(): void {
     const now = Date.now();
+    this.#flushRefusals(now);
     for (const p of this.#peers.values()) {
       if (!p.ready) continue;
       if (now - p.lastReceived > this.#t.idleTimeoutMs) {

@@ -80,6 +80,19 @@ Deno.test("peer: wrong arguments exit 2 with one sentence and the usage", async 
     ["a tracker that is not a URL", ["localhost", "9001", "false", "--tracker", "x y"], "URL"],
     ["a tiny piece length", ["localhost", "9001", "true", "--piece-length", "1KiB"], "16KiB"],
     ["pipeline 0", ["localhost", "9001", "false", "--pipeline", "0"], "--pipeline"],
+    ["max-peers 0", ["localhost", "9001", "false", "--max-peers", "0"], "--max-peers must be"],
+    ["max-peers not a number", ["localhost", "9001", "true", "--max-peers", "many"], "--max-peers"],
+    [
+      "max-peers-per-ip 0",
+      ["localhost", "9001", "true", "--max-peers-per-ip", "0"],
+      "--max-peers-per-ip must be",
+    ],
+    [
+      "max-peers-per-ip 2.5",
+      ["localhost", "9001", "false", "--max-peers-per-ip", "2.5"],
+      "--max-peers-per-ip",
+    ],
+    ["max-peers without its value", ["localhost", "9001", "false", "--max-peers"], "--max-peers"],
   ];
   for (const [what, args, part] of cases) {
     await t.step(what, async () => {
@@ -97,6 +110,8 @@ Deno.test("peer: --help prints the usage and exits 0", async () => {
   assertEquals(r.code, 0, r.stderr);
   assertStringIncludes(r.stdout, PEER_USAGE);
   assertStringIncludes(r.stdout, "--piece-length SIZE");
+  assertStringIncludes(r.stdout, "--max-peers N");
+  assertStringIncludes(r.stdout, "--max-peers-per-ip N");
   assertEquals(r.stderr, "");
 });
 
