@@ -11,8 +11,17 @@
  */
 
 import { parseArgs } from "node:util";
-import { argError, main, parsePort, parseRate, parseSize, UsageError } from "./lib/cli.ts";
-import { runSwarm } from "./lib/swarm_runner.ts";
+import {
+  argError,
+  FatalError,
+  main,
+  parsePort,
+  parseRate,
+  parseSize,
+  UsageError,
+} from "./lib/cli.ts";
+import { freeDescriptors, swarmFdNeeds, swarmFdProblem } from "./lib/fd_limit.ts";
+import { runSwarm, type SwarmOptions } from "./lib/swarm_runner.ts";
 
 const USAGE = `usage: deno task swarm [options]
 options:
@@ -75,7 +84,7 @@ if (import.meta.main) {
     }
     const rate = (v: string | undefined, flag: string) =>
       v === undefined ? undefined : parseRate(v, flag);
-    const summary = await runSwarm({
+    const options: SwarmOptions = {
       mode,
       seedUp: rate(values["seed-up"], "--seed-up"),
       peerUp: rate(values["peer-up"], "--peer-up"),
@@ -90,7 +99,16 @@ if (import.meta.main) {
       basePort,
       keepRunning: values["keep-running"],
       dashboard: !values["no-dashboard"] && Deno.stdout.isTerminal(),
-    });
+    };
+    // Every process started inherits this open-files limit: say so before starting anything
+    // rather than have a peer fail to accept mid-run.
+    const needs = swarmFdNeeds(leechers);
+    const fdProblem = swarmFdProblem(
+      leechers,
+      freeDescriptors(Math.max(needs.runner, needs.peer)),
+    );
+    if (fdProblem) throw new FatalError(fdProblem);
+    const summary = await runSwarm(options);
     Deno.exit(summary.identical ? 0 : 1);
   });
 }
