@@ -96,8 +96,22 @@ export async function waitForPort(host: string, port: number, timeoutMs = 10_000
   }
 }
 
-/** A port that was free a moment ago on 127.0.0.1 (the OS picks it). */
+/**
+ * A port that was free a moment ago on 127.0.0.1, taken below every OS's default ephemeral range
+ * (Linux starts at 32768, macOS and Windows at 49152). A port the OS hands out (`port: 0`) comes
+ * from that range, where any outgoing connection may take it as its local port before the peer
+ * started on it binds (seen as "port … is already in use" in busy swarm tests).
+ */
 export function freePort(): number {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse)) throw e;
+    }
+  }
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
