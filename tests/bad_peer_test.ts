@@ -6,7 +6,8 @@
  * flood. Each must get its connection closed, and the seeder must stay up and still serve an
  * honest leecher afterwards. The other direction: a fake seeder, registered with the tracker
  * through `lib/tracker_client.ts`, that answers every request with a corrupted block; a real
- * leecher (with a real honest seeder too) must still end with a byte-identical file.
+ * leecher (with a real honest seeder too) must still end with a byte-identical file. The fake
+ * lives in `tests/fake_peers.ts`, shared with `tests/reliability_test.ts`.
  *
  * @example
  * ```sh
@@ -16,9 +17,8 @@
  */
 
 import { Bitfield } from "../lib/bitfield.ts";
-import { bytesEqual, toHex } from "../lib/hash.ts";
-import { fromInfo, type Metainfo, pieceSize } from "../lib/metainfo.ts";
-import { TrackerClient } from "../lib/tracker_client.ts";
+import { bytesEqual } from "../lib/hash.ts";
+import { pieceSize } from "../lib/metainfo.ts";
 import {
   encodeHandshake,
   encodeMessage,
@@ -27,6 +27,7 @@ import {
   WireDecoder,
 } from "../lib/wire.ts";
 import { assert, assertEquals, AssertionError, fail } from "./assert.ts";
+import { concat, FakeSeeder, metainfoOf, testPeerId } from "./fake_peers.ts";
 import {
   assertSameFile,
   HOST,
@@ -40,12 +41,6 @@ import {
 /** How long a hostile connection may stay open before the test calls it a failure. */
 const CLOSE_TIMEOUT_MS = 5000;
 const COMPLETE = /^DOWNLOAD COMPLETE! /;
-
-function testPeerId(): Uint8Array {
-  const id = new TextEncoder().encode("-TEST01-000000000000");
-  crypto.getRandomValues(id.subarray(8));
-  return id;
-}
 
 /** Copies the parts of a decoded message that point into the decoder's buffer. */
 function own(m: Message | Handshake): Message | Handshake {
@@ -171,20 +166,6 @@ function u32(n: number): Uint8Array {
   const out = new Uint8Array(4);
   new DataView(out.buffer).setUint32(0, n);
   return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
-async function metainfoOf(swarm: Swarm): Promise<Metainfo> {
-  return await fromInfo((await new TrackerClient(swarm.trackerUrl).getMetainfo()).info);
 }
 
 Deno.test("bad peer: a seeder drops hostile connections and keeps serving", async (t) => {
@@ -371,127 +352,12 @@ Deno.test("bad peer: a seeder drops hostile connections and keeps serving", asyn
   }
 });
 
-/**
- * A fake seeder in the test process: registered with the tracker with a full bitfield, it
- * accepts connections, unchokes at once, and answers every request with the right bytes but
- * one flipped, so every piece it contributes to fails its SHA-1.
- */
-class CorruptSeeder {
-  /** Blocks served, all corrupt. */
-  blocks = 0;
-  /** Connections the other side closed (or reset). */
-  dropped = 0;
-  readonly #listener = Deno.listen({ hostname: HOST, port: 0 });
-  readonly #conns = new Set<Deno.Conn>();
-  readonly #tasks: Promise<void>[] = [];
-  readonly #accepting: Promise<void>;
-  readonly #client: TrackerClient;
-  readonly #peerId = testPeerId();
-  #reporting?: ReturnType<typeof setInterval>;
-  #token = "";
-  #closing = false;
-
-  constructor(readonly meta: Metainfo, readonly original: Uint8Array, trackerUrl: string) {
-    this.#client = new TrackerClient(trackerUrl);
-    this.#accepting = this.#accept();
-  }
-
-  get port(): number {
-    return this.#listener.addr.port;
-  }
-
-  /** Registers as a seeder and keeps reporting a full bitfield so the tracker keeps it. */
-  async register(): Promise<void> {
-    const r = await this.#client.register({
-      host: HOST,
-      port: this.port,
-      peerId: toHex(this.#peerId),
-      role: "seeder",
-    });
-    this.#token = r.token;
-    const full = Bitfield.full(this.meta.pieceCount).toBytes();
-    await this.#client.reportProgress(this.#token, full, 0, 0);
-    // The tracker forgets a peer silent for 3 intervals (1 s each here).
-    this.#reporting = setInterval(() => {
-      this.#client.reportProgress(this.#token, full, this.blocks * 16384, 0).catch(() => {});
-    }, 500);
-  }
-
-  /** Leaves the tracker, closes every connection and waits for the handlers. */
-  async close(): Promise<void> {
-    this.#closing = true;
-    clearInterval(this.#reporting);
-    if (this.#token) await this.#client.leave(this.#token).catch(() => {});
-    this.#listener.close();
-    for (const c of this.#conns) {
-      try {
-        c.close();
-      } catch {
-        // Closed by its handler.
-      }
-    }
-    await this.#accepting;
-    await Promise.all(this.#tasks);
-  }
-
-  async #accept(): Promise<void> {
-    try {
-      for await (const conn of this.#listener) {
-        this.#conns.add(conn);
-        this.#tasks.push(this.#serve(conn).finally(() => this.#conns.delete(conn)));
-      }
-    } catch {
-      // Listener closed.
-    }
-  }
-
-  async #serve(conn: Deno.Conn): Promise<void> {
-    const decoder = new WireDecoder({ handshake: true });
-    const buf = new Uint8Array(64 * 1024);
-    const out: Uint8Array[] = [];
-    try {
-      for (;;) {
-        const n = await conn.read(buf);
-        if (n === null) break;
-        decoder.push(buf.subarray(0, n), (m) => {
-          if (m.type === "handshake") {
-            out.push(encodeHandshake(this.meta.infoHash, this.#peerId));
-            const bitfield = Bitfield.full(this.meta.pieceCount).toBytes();
-            out.push(encodeMessage({ type: "bitfield", bitfield }));
-            out.push(encodeMessage({ type: "unchoke" }));
-          } else if (m.type === "request") {
-            const at = m.index * this.meta.pieceLength + m.begin;
-            const block = this.original.slice(at, at + m.length);
-            block[0] ^= 0xff;
-            this.blocks++;
-            out.push(encodeMessage({ type: "piece", index: m.index, begin: m.begin, block }));
-          }
-        });
-        if (out.length > 0) {
-          const bytes = concat(...out.splice(0));
-          let off = 0;
-          while (off < bytes.length) off += await conn.write(bytes.subarray(off));
-        }
-      }
-    } catch {
-      // Reset by the leecher, or closed by close().
-    } finally {
-      if (!this.#closing) this.dropped++;
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-    }
-  }
-}
-
 const FAILED_PIECE = /^piece \d+ failed its SHA-1 check/;
 
 /** What {@linkcode corruptSwarm} started, filled in as it goes so `finally` can undo it. */
 interface CorruptSetup {
   seeder?: Proc;
-  fake?: CorruptSeeder;
+  fake?: FakeSeeder;
 }
 
 /**
@@ -504,10 +370,11 @@ async function corruptSwarm(swarm: Swarm, setup: CorruptSetup) {
   await swarm.startTracker();
   const seeder = setup.seeder = await swarm.startSeeder();
   const meta = await metainfoOf(swarm);
-  const fake = setup.fake = new CorruptSeeder(
+  const fake = setup.fake = new FakeSeeder(
     meta,
     await Deno.readFile(swarm.seedPath),
     swarm.trackerUrl,
+    "corrupt",
   );
   await fake.register();
   seeder.kill("SIGSTOP");
