@@ -490,6 +490,19 @@ Deno.test("xmlrpc server: routes, caller address, internal errors and malformed 
     const odd = (await rawCall(url, call("swarm.x]]>\x01y"))).fault!;
     assertEquals([odd.faultCode, odd.faultString], [-32601, 'Method "swarm.x]]??y" not found']);
     assertEquals(errors, ["t.boom: kaput"], "none of these is an internal error");
+    // Also found by the fuzzer: an unterminated `<!` made sax rescan it at every byte, so 60 KB
+    // of it took half a minute of CPU. Any `<!` but a comment or CDATA is refused up front.
+    for (const decl of ["<!", "<![CDATA", "<!-", "<!ELEMENT"]) {
+      const slow =
+        (await rawCall(url, call("t.addr").replace("<params>", decl + " ".repeat(60_000))))
+          .fault!;
+      assertEquals(slow.faultCode, FaultCode.badRequest, decl);
+      assertStringIncludes(slow.faultString ?? "", "declarations are not accepted");
+    }
+    const withComment = call("t.addr").replace("<params>", "<!-- fine --><params>");
+    assertEquals((await rawCall(url, withComment)).value, "127.0.0.1");
+    const cdata = call("t.x", "<param><value><string><![CDATA[<a>]]></string></value></param>");
+    assertEquals((await rawCall(url, cdata)).fault?.faultString, 'Method "t.x" not found');
 
     const announce = await fetch(new URL("/announce?info_hash=x", url));
     assertEquals(await announce.text(), "GET from 127.0.0.1");
