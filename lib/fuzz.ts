@@ -1219,11 +1219,13 @@ export function fuzzIsolated(
   let since = Date.now();
   const watchdog = setInterval(() => {
     const now = Atomics.load(head, 0);
+    // Until the first input (head[5] set), the worker is still loading: give it a minute.
+    const limit = Atomics.load(head, 5) ? stallMs : Math.max(stallMs, 60_000);
     if (now !== seen) {
       seen = now;
       since = Date.now();
-    } else if (Date.now() - since > stallMs) {
-      finish(partial(`hang: no progress for ${stallMs} ms`));
+    } else if (Date.now() - since > limit) {
+      finish(partial(`hang: no progress for ${limit} ms`));
     }
   }, 250);
   const finish = (r: TargetReport | Error) => {

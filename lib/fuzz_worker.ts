@@ -1,7 +1,9 @@
 /**
  * The Worker side of {@linkcode fuzzIsolated}: runs one target of `lib/fuzz.ts` and publishes,
  * before each input, the counts so far and the input itself in the buffer it shares with the
- * watchdog, so a hang or a dying worker still names the input that did it.
+ * watchdog, so a hang or a dying worker still names the input that did it. The buffer starts
+ * with eight int32s: tried, rejected, accepted, crashes, the input's length, and a flag set once
+ * the first input is under way; the input's bytes follow from byte 32.
  *
  * @example
  * ```ts
@@ -42,6 +44,7 @@ scope.onmessage = async (e) => {
         Atomics.store(head, 2, soFar.accepted);
         Atomics.store(head, 3, soFar.crashes);
         Atomics.store(head, 0, soFar.tried);
+        Atomics.store(head, 5, 1);
       },
     });
     scope.postMessage({ report });
