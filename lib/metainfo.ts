@@ -29,6 +29,8 @@ export const MAX_PIECE_LENGTH = 16 << 20;
 /** Largest number of pieces accepted from elsewhere, bounding bitfields and hash tables. */
 export const MAX_PIECES = 1 << 20;
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
 /** Raised when metainfo is malformed or inconsistent. */
 export class MetainfoError extends Error {
   /** Builds the error. */
@@ -94,8 +96,19 @@ export async function fromInfo(info: Uint8Array): Promise<Metainfo> {
     });
   }
   const d = asDict(value, "info");
-  const name = new TextDecoder().decode(asBytes(d.name, "name"));
-  if (name === "" || name.includes("/") || name.includes("\\") || name === "." || name === "..") {
+  let name: string;
+  try {
+    name = strictUtf8.decode(asBytes(d.name, "name"));
+  } catch (e) {
+    if (e instanceof MetainfoError) throw e;
+    throw new MetainfoError("name is not valid UTF-8");
+  }
+  if (
+    name === "" || name.includes("/") || name.includes("\\") || name === "." || name === ".." ||
+    // Control characters: a NUL cannot be in a file name, and escapes would reach terminals.
+    // deno-lint-ignore no-control-regex
+    /[\x00-\x1f\x7f-\x9f]/.test(name)
+  ) {
     throw new MetainfoError(`unsafe file name ${JSON.stringify(name)}`);
   }
   if (d.files !== undefined) throw new MetainfoError("multi-file torrents are not supported");

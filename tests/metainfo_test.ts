@@ -227,6 +227,37 @@ Deno.test("metainfo: fromInfo rejects unsafe names and inconsistent fields", asy
   assertEquals((await fromInfo(encode(good))).pieceCount, 2);
 });
 
+Deno.test("metainfo: hostile .torrent files get a MetainfoError naming the problem", async () => {
+  const info = { length: 5, name: "a", "piece length": 16384, pieces: new Uint8Array(20) };
+  const good = encode({ announce: "http://x/announce", info });
+  const cases: [string, Uint8Array, string][] = [
+    ["nesting bomb", te.encode("l".repeat(100_000)), "nesting too deep"],
+    ["nesting bomb inside info", te.encode(`d4:info${"l".repeat(50)}`), "nesting too deep"],
+    ["giant declared length", te.encode("d8:announce9999999999:x"), "runs past the end"],
+    ["giant length digits", te.encode("d8:announce99999999999:x"), "malformed string length"],
+    ["negative integer with leading zero", te.encode("d4:infod6:lengthi-05eee"), "malformed"],
+    ["info is a list", te.encode("d4:infoli1eee"), "info is not a dictionary"],
+    ["info is a string", te.encode("d4:info3:abce"), "info is not a dictionary"],
+    ["name is an integer", encode({ info: { ...info, name: 7 } }), "name is missing or not"],
+    ["pieces is a list", encode({ info: { ...info, pieces: [1] } }), "pieces is missing or not"],
+    ["non-UTF-8 name", encode({ info: { ...info, name: Uint8Array.of(0x61, 0xff) } }), "UTF-8"],
+    ["NUL in name", encode({ info: { ...info, name: "a\0b" } }), "unsafe file name"],
+    ["escape in name", encode({ info: { ...info, name: "\x1b[2Jx" } }), "unsafe file name"],
+  ];
+  for (const [why, bytes, msg] of cases) {
+    await assertRejects(() => parseTorrent(bytes), MetainfoError, msg).catch((e) => {
+      throw new Error(`${why}: ${e.message}`);
+    });
+  }
+  // Every truncation of a good .torrent is refused, never half-read.
+  for (let n = 0; n < good.length; n++) {
+    await assertRejects(() => parseTorrent(good.subarray(0, n)), MetainfoError, "not a valid");
+  }
+  assertEquals((await parseTorrent(good)).meta.name, "a");
+  // A name in UTF-8 beyond ASCII is fine.
+  assertEquals((await fromInfo(encode({ ...info, name: "café ü.iso" }))).name, "café ü.iso");
+});
+
 Deno.test("metainfo: makeMetainfo refuses what fromInfo refuses", async () => {
   await assertRejects(() => makeMetainfo("../x", 1, 16384, new Uint8Array(20)), MetainfoError);
   await assertRejects(() => makeMetainfo("x", 1, 16384, new Uint8Array(19)), MetainfoError);
