@@ -74,8 +74,9 @@ export interface Row {
   /** measured_s / bound_s (≥ 1 unless the bound is wrong). */
   ratio: number;
   /**
-   * Mean over leechers of uploaded / (u × time from its first verified piece to the end); null in
-   * client-server (leechers upload nothing) and with one leecher (nobody to upload to).
+   * Mean over leechers of uploaded / (u × the time it had something to upload, i.e. some connected
+   * peer was interested in its pieces); null in client-server (leechers upload nothing) and with
+   * one leecher (nobody to upload to).
    */
   mean_upload_utilisation: number | null;
   /** The seeder's uploaded / (u_s × measured_s). */
@@ -88,6 +89,11 @@ export interface Details {
   n: number;
   /** Lowest leecher utilisation (null in client-server). */
   min_upload_utilisation: number | null;
+  /**
+   * The stricter reading: mean of uploaded / (u × time from its first verified piece to the end),
+   * which also counts the moments when nobody wanted anything it had.
+   */
+  mean_util_since_first_piece: number | null;
   /** Seconds from the first spawn until the last leecher process was running (spawn + load). */
   last_start_s: number;
   /** Mean seconds from the first spawn until a leecher held its first verified piece. */
@@ -144,6 +150,7 @@ export function analyse(mode: Mode, n: number, p: Params, s: SwarmSummary): [Row
   const T = s.distributionSeconds;
   const b = bound(mode, n, p);
   const utils: number[] = [];
+  const spanUtils: number[] = [];
   const firstPieces: number[] = [];
   const starts: number[] = [];
   let leechersUp = 0;
@@ -160,7 +167,13 @@ export function analyse(mode: Mode, n: number, p: Params, s: SwarmSummary): [Row
     const first = l.startOffset + lag + st.firstPieceMs / 1000;
     firstPieces.push(first);
     // With one leecher there is nobody to upload to: n/a.
-    if (mode === "p2p" && n > 1) utils.push(st.uploaded / (p.peerUp * Math.max(0.001, T - first)));
+    if (mode === "p2p" && n > 1) {
+      const span = Math.max(0.001, T - first);
+      spanUtils.push(st.uploaded / (p.peerUp * span));
+      // Peers before this field existed: the span is the best estimate of the active time.
+      const active = st.interestedMs != null ? Math.max(0.001, st.interestedMs / 1000) : span;
+      utils.push(st.uploaded / (p.peerUp * active));
+    }
   }
   const seederUp = s.seeder?.uploaded ?? 0;
   const mean = (xs: number[]) => xs.length ? xs.reduce((a, x) => a + x, 0) / xs.length : 0;
@@ -181,6 +194,9 @@ export function analyse(mode: Mode, n: number, p: Params, s: SwarmSummary): [Row
     mode,
     n,
     min_upload_utilisation: mode === "p2p" && utils.length ? round(Math.min(...utils), 3) : null,
+    mean_util_since_first_piece: mode === "p2p" && spanUtils.length
+      ? round(mean(spanUtils), 3)
+      : null,
     last_start_s: round(Math.max(...starts), 3),
     mean_first_piece_s: round(mean(firstPieces), 3),
     first_complete_s: round(firstComplete, 3),
@@ -203,7 +219,7 @@ function round(x: number, digits: number): number {
 // ---------------------------------------------------------------------------------------------
 // Output: table, CSV, JSON
 
-const pct = (x: number | null) => x === null ? "n/a" : `${(100 * x).toFixed(1)}%`;
+const pct = (x: number | null | undefined) => x == null ? "n/a" : `${(100 * x).toFixed(1)}%`;
 
 const TABLE_HEAD = "mode            N  measured s   bound s   ratio  leecher util  seeder util";
 
@@ -217,7 +233,7 @@ export function tableLine(r: Row): string {
 }
 
 const DETAILS_HEAD =
-  "mode            N  last start  1st piece  1st done   tail  sent/NF  min util  capacity used";
+  "mode            N  last start  1st piece  1st done   tail  sent/NF  min util  span util  capacity used";
 
 function detailsLine(d: Details): string {
   return `${d.mode.padEnd(13)} ${String(d.n).padStart(3)}  ${
@@ -227,7 +243,10 @@ function detailsLine(d: Details): string {
       d.first_complete_s.toFixed(1).padStart(7)
     }s` +
     `  ${d.tail_s.toFixed(1).padStart(5)}s  ${d.uploaded_over_nf.toFixed(3).padStart(7)}` +
-    `  ${pct(d.min_upload_utilisation).padStart(8)}  ${pct(d.capacity_used).padStart(13)}`;
+    `  ${pct(d.min_upload_utilisation).padStart(8)}  ${
+      pct(d.mean_util_since_first_piece).padStart(9)
+    }` +
+    `  ${pct(d.capacity_used).padStart(13)}`;
 }
 
 const CSV_COLUMNS = [
@@ -239,6 +258,7 @@ const CSV_COLUMNS = [
   "mean_upload_utilisation",
   "seeder_utilisation",
   "min_upload_utilisation",
+  "mean_util_since_first_piece",
   "last_start_s",
   "mean_first_piece_s",
   "first_complete_s",

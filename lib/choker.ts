@@ -89,3 +89,44 @@ export class Choker {
     return rest[rest.length - 1].key;
   }
 }
+
+/** A connected peer as {@linkcode pickIdleUnchoke} sees it. */
+export interface IdleCandidate extends ChokeCandidate {
+  /** We upload to it now. */
+  unchoked: boolean;
+}
+
+/**
+ * Between rechokes, our uplink can run dry although peers want our pieces: the unchoked ones may
+ * have nothing left to ask of us (what we hold is already on its way to them from others). Then
+ * one more interested peer is unchoked, the one giving us the best rate (the newest on a tie),
+ * so upload capacity is not wasted waiting for the next rechoke. Returns its key, or undefined
+ * when `maxUnchoked` peers are unchoked already or nobody choked is interested.
+ *
+ * @example
+ * ```ts
+ * import { pickIdleUnchoke } from "./choker.ts";
+ * pickIdleUnchoke([
+ *   { key: "a", interested: true, unchoked: true, rate: 0, connectedAt: 0 },
+ *   { key: "b", interested: true, unchoked: false, rate: 2e6, connectedAt: 0 },
+ * ], 9); // "b"
+ * ```
+ */
+export function pickIdleUnchoke(
+  peers: readonly IdleCandidate[],
+  maxUnchoked: number,
+): string | undefined {
+  let unchoked = 0;
+  let best: IdleCandidate | undefined;
+  for (const p of peers) {
+    if (p.unchoked) {
+      unchoked++;
+      continue;
+    }
+    if (!p.interested) continue;
+    if (
+      !best || p.rate > best.rate || (p.rate === best.rate && p.connectedAt > best.connectedAt)
+    ) best = p;
+  }
+  return unchoked < maxUnchoked ? best?.key : undefined;
+}

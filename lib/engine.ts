@@ -18,7 +18,7 @@
  */
 
 import { Bitfield, BitfieldError } from "./bitfield.ts";
-import { Choker } from "./choker.ts";
+import { Choker, pickIdleUnchoke } from "./choker.ts";
 import { ipKey, refuseConnection } from "./conn_caps.ts";
 import { type Metainfo, pieceSize } from "./metainfo.ts";
 import { PeerConnection } from "./peer_connection.ts";
@@ -69,6 +69,12 @@ const MAX_PENDING_HANDSHAKES = 16;
 const MIN_PIPELINE = 16;
 /** Seconds of a peer's delivery rate kept requested from it. */
 const PIPELINE_SECONDS = 0.5;
+/** Longest a `have` message waits to share a write with other messages (ms). */
+const HAVE_DELAY_MS = 100;
+/** How often (ms) to look for an uplink that ran dry while peers want our pieces. */
+const IDLE_CHECK_MS = 250;
+/** Below this much queued (seconds of the upload cap), the uplink is about to run dry. */
+const IDLE_QUEUE_SECONDS = 0.25;
 /** Refused connections from one address are logged at most once in this many ms. */
 const REFUSAL_LOG_MS = 10_000;
 
@@ -156,6 +162,11 @@ export class Engine {
   readonly #stats = new Map<string, PeerStats>();
   readonly #closedTotals = new Map<string, { downloaded: number; uploaded: number }>();
   #timer?: ReturnType<typeof setInterval>;
+  #idleTimer?: ReturnType<typeof setInterval>;
+  #flushTimer?: ReturnType<typeof setTimeout>;
+  /** Since when some peer has been interested in our pieces (ms, performance.now()). */
+  #interestedSince?: number;
+  #interestedMs = 0;
   #upLimit?: RateLimiter;
   #downLimit?: RateLimiter;
   readonly #highWater: number;
@@ -231,10 +242,22 @@ export class Engine {
     return { down, up };
   }
 
+  /**
+   * Milliseconds during which at least one connected peer was interested in our pieces: the time
+   * we had something to upload, against which upload utilisation is measured.
+   */
+  get interestedMs(): number {
+    const open = this.#interestedSince === undefined
+      ? 0
+      : performance.now() - this.#interestedSince;
+    return this.#interestedMs + open;
+  }
+
   /** Starts accepting peers and the periodic housekeeping. */
   start(): void {
     this.#acceptLoop();
     this.#timer = setInterval(() => this.#tick(), 1000);
+    this.#idleTimer = setInterval(() => this.#keepUplinkBusy(), IDLE_CHECK_MS);
   }
 
   /** Names a peer id for logs (the tracker's `host:port`). */
@@ -286,6 +309,9 @@ export class Engine {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearInterval(this.#idleTimer);
+    clearTimeout(this.#flushTimer);
+    this.#noteInterest(true);
     try {
       this.#o.listener.close();
     } catch {
@@ -420,6 +446,7 @@ export class Engine {
     this.#updateStats(peer);
     this.#picker.peerLeft(peer.bitfield);
     this.#picker.release(peer.key);
+    if (peer.peerInterested) this.#noteInterest();
     if (!peer.amChoking) this.#fillSlots();
     if (why && !this.#stopped && why !== "duplicate connection" && why !== "banned") {
       this.#o.log(`disconnected from ${peer.label}: ${why}`);
@@ -462,9 +489,11 @@ export class Engine {
         this.#fill(peer);
         break;
       case "interested":
+        this.#noteInterest();
         this.#maybeUnchoke(peer);
         break;
       case "not interested":
+        this.#noteInterest();
         if (!peer.amChoking) {
           peer.send({ type: "choke" });
           peer.requests.length = 0;
@@ -567,9 +596,13 @@ export class Engine {
     }
     this.#picker.pieceVerified(index);
     this.downloaded += data.length;
+    // A peer that has the piece gains nothing from hearing we have it too (libtorrent's "have
+    // suppression"); the others hear it within HAVE_DELAY_MS, in a write shared with whatever
+    // else goes their way.
     for (const p of this.#peers.values()) {
-      if (p.ready) p.send({ type: "have", index });
+      if (p.ready && !p.bitfield.has(index)) p.sendLazy({ type: "have", index });
     }
+    this.#scheduleFlush();
     this.#o.onPiece?.(index, from);
     if (this.#o.have.complete) {
       this.#resolveComplete();
@@ -754,6 +787,58 @@ export class Engine {
       this.#lastRechoke = now;
       this.#rechoke(now);
     }
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushTimer !== undefined || this.#stopped) return;
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      for (const p of this.#peers.values()) p.flush();
+    }, HAVE_DELAY_MS);
+  }
+
+  /** Opens or closes the "someone wants our pieces" interval after interest changed. */
+  #noteInterest(stopping = false): void {
+    let any = false;
+    if (!stopping) {
+      for (const p of this.#peers.values()) {
+        if (p.ready && p.peerInterested) {
+          any = true;
+          break;
+        }
+      }
+    }
+    const now = performance.now();
+    if (any && this.#interestedSince === undefined) this.#interestedSince = now;
+    else if (!any && this.#interestedSince !== undefined) {
+      this.#interestedMs += now - this.#interestedSince;
+      this.#interestedSince = undefined;
+    }
+  }
+
+  /**
+   * Unchokes one more interested peer when our uplink is about to run dry: see
+   * {@linkcode pickIdleUnchoke}. At most twice the regular slots (plus the optimistic one) are
+   * unchoked this way; the next rechoke goes back to the regular count.
+   */
+  #keepUplinkBusy(): void {
+    if (this.#o.noUpload || this.#stopped || this.#o.have.complete) return;
+    let queued = 0;
+    for (const p of this.#peers.values()) {
+      if (p.ready && !p.amChoking) queued += p.requests.length * BLOCK_LENGTH + p.queuedBytes;
+    }
+    const low = Math.max(4 * BLOCK_LENGTH, (this.#o.upRate ?? 0) * IDLE_QUEUE_SECONDS);
+    if (queued >= low) return;
+    const now = Date.now();
+    const candidates = [...this.#peers.values()].filter((p) => p.ready).map((p) => ({
+      key: p.key,
+      interested: p.peerInterested,
+      unchoked: !p.amChoking,
+      rate: p.down.rate(now, p.connectedAt),
+      connectedAt: p.connectedAt,
+    }));
+    const key = pickIdleUnchoke(candidates, 2 * this.#t.uploadSlots + 1);
+    if (key !== undefined) this.#peers.get(key)?.send({ type: "unchoke" });
   }
 
   #updateStats(p: PeerConnection): void {

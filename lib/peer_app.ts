@@ -244,6 +244,7 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
       runMs: stoppedAt - started,
       firstPieceMs: firstPieceAt === undefined ? null : firstPieceAt - started,
       completeMs: completedAt === undefined ? null : completedAt - started,
+      interestedMs: Math.round(engine.interestedMs),
     })
   }`);
   await tracker.leave();

@@ -175,6 +175,22 @@ export class PeerConnection {
     this.#queue(encodeMessage(msg));
   }
 
+  /**
+   * Queues a message without starting a write: it leaves with the next message sent on this
+   * connection, or at {@linkcode PeerConnection.flush}. Each write wakes the receiving process,
+   * which costs far more than the bytes; `have` messages can wait a moment to share a write.
+   */
+  sendLazy(msg: Message): void {
+    if (this.#closed) return;
+    const bytes = encodeMessage(msg);
+    this.#reserve(bytes.length).set(bytes);
+  }
+
+  /** Writes whatever {@linkcode PeerConnection.sendLazy} queued. */
+  flush(): void {
+    if (!this.#closed && this.#fillLen > 0) this.#kick();
+  }
+
   /** Queues a `piece` message carrying `block` (copied now), counting it as uploaded. */
   sendPiece(index: number, begin: number, block: Uint8Array): void {
     if (this.#closed) return;

@@ -273,6 +273,11 @@ export interface PeerStatsLine {
   firstPieceMs: number | null;
   /** Milliseconds from its start to its complete copy (null: never). */
   completeMs: number | null;
+  /**
+   * Milliseconds during which some connected peer was interested in its pieces, i.e. it had
+   * something to upload (absent from peers older than this field).
+   */
+  interestedMs?: number;
 }
 
 /** Parses a peer's `STATS {...}` line; undefined for any other line. */

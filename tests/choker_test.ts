@@ -1,4 +1,4 @@
-import { type ChokeCandidate, Choker } from "../lib/choker.ts";
+import { type ChokeCandidate, Choker, type IdleCandidate, pickIdleUnchoke } from "../lib/choker.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const peer = (key: string, rate: number, interested = true, connectedAt = 0): ChokeCandidate => ({
@@ -96,4 +96,42 @@ Deno.test("choker: a peer that leaves the optimistic slot's pool is replaced at 
   // b lost interest: the slot does not wait for the rotation.
   choker.rechoke([peer("a", 5), peer("b", 1, false), peer("c", 1)], 10_000);
   assertEquals(choker.optimistic, "c");
+});
+
+Deno.test("choker: an idle uplink unchokes one more interested peer, the best giver first", () => {
+  const idle = (key: string, rate: number, unchoked: boolean, interested = true, at = 0) => ({
+    key,
+    rate,
+    unchoked,
+    interested,
+    connectedAt: at,
+  });
+  const cases: { name: string; peers: IdleCandidate[]; max: number; want: string | undefined }[] = [
+    {
+      name: "the choked peer that gives us most",
+      peers: [idle("a", 0, true), idle("b", 2, false), idle("c", 5, false), idle("d", 9, true)],
+      max: 9,
+      want: "c",
+    },
+    {
+      name: "uninterested peers are left alone",
+      peers: [idle("a", 0, true), idle("b", 9, false, false), idle("c", 1, false)],
+      max: 9,
+      want: "c",
+    },
+    {
+      name: "a tie goes to the newest",
+      peers: [idle("a", 0, false, true, 10), idle("b", 0, false, true, 30), idle("c", 0, false)],
+      max: 9,
+      want: "b",
+    },
+    {
+      name: "no more than the cap",
+      peers: [idle("a", 0, true), idle("b", 0, true), idle("c", 5, false)],
+      max: 2,
+      want: undefined,
+    },
+    { name: "nobody waiting", peers: [idle("a", 0, true)], max: 9, want: undefined },
+  ];
+  for (const c of cases) assertEquals(pickIdleUnchoke(c.peers, c.max), c.want, c.name);
 });
