@@ -230,6 +230,13 @@ Deno.test("announce: missing, oversized and malformed parameters are AnnounceErr
     ["raw non-ASCII", query(ok) + "&key=é", "must be ASCII"],
     ["too long", query(ok) + "&pad=" + "x".repeat(MAX_QUERY_LENGTH), "longer than 4096"],
     ["flooded key", query(ok) + "&k=1".repeat(65), "too many k parameters"],
+    ["non-UTF-8 event", query({ ...ok, event: Uint8Array.of(0xff, 0xfe) }), "unknown event"],
+    ["NUL as port", query({ ...ok, port: Uint8Array.of(0) }), "port must be a whole number"],
+    ["empty port", query({ ...ok, port: "" }), "port must be a whole number"],
+    ["huge port", query({ ...ok, port: "99999999999" }), "port must be from 1 to 65535"],
+    ["negative numwant", query({ ...ok, numwant: "-99999999999" }), "numwant must be a whole"],
+    ["cut info_hash", query({ ...ok, info_hash: undefined }) + "&info_hash=%12%3", "malformed"],
+    ["giant info_hash", query({ ...ok, info_hash: new Uint8Array(1000) }), "must be 20 bytes"],
   ];
   for (const [what, q, msg] of cases) {
     const e = assertThrows(() => parseAnnounce(q), AnnounceError, msg);

@@ -199,6 +199,30 @@ Deno.test("bencode: nesting deeper than the limit throws; at the limit it decode
   assertEquals(decode(b("d1:ad1:ai1eee"), { maxDepth: 2 }), { a: { a: 1 } });
 });
 
+Deno.test("bencode: hostile sizes and shapes are refused before anything is allocated", () => {
+  // Declared lengths that fit the 10-digit limit but not the input: refused, not allocated.
+  for (const len of ["9999999999", "4294967296", "2147483647", "17"]) {
+    assertThrows(() => decode(b(`${len}:abc`)), BencodeError, "runs past the end");
+  }
+  // Dictionary bombs nest too: refused at the limit whatever the shape.
+  assertThrows(() => decode(b("d1:a".repeat(10_000))), BencodeError, "nesting too deep");
+  assertThrows(() => decode(b("ld1:a".repeat(5_000))), BencodeError, "nesting too deep");
+  // Integers: 20 digits still decode (as bigint), 21 are refused; minus zero and leading zeros
+  // are not integers.
+  assertEquals(decode(b(`i${"9".repeat(20)}e`)), BigInt("9".repeat(20)));
+  assertEquals(decode(b(`i-${"9".repeat(19)}e`)), -BigInt("9".repeat(19)));
+  assertThrows(() => decode(b(`i${"9".repeat(21)}e`)), BencodeError, "unterminated integer");
+  assertThrows(() => decode(b("i-0e")), BencodeError, "malformed integer");
+  assertThrows(() => decode(b("i007e")), BencodeError, "malformed integer");
+  // Every truncation of a valid value is refused.
+  const whole = encode({ a: [1, "xy", { b: new Uint8Array(3) }], c: -5 });
+  for (let n = 0; n < whole.length; n++) {
+    assertThrows(() => decode(whole.subarray(0, n)), BencodeError);
+  }
+  // Non-UTF-8 bytes are fine in values (piece hashes are binary), byte for byte.
+  assertEquals(decode(raw("2:\xff\xfe")), raw("\xff\xfe"));
+});
+
 Deno.test("bencode: input larger than maxBytes throws before decoding", () => {
   const input = encode(new Uint8Array(100)); // 104 bytes
   assertEquals(input.length, 104);

@@ -281,11 +281,45 @@ Deno.test("tracker: a whole swarm session against the real process", async (t) =
         ],
         ["not XML", "hello", FaultCode.badRequest],
         ["not a method call", "<?xml version='1.0'?><foo/>", FaultCode.badRequest],
+        [
+          "nesting 1400 deep, just under 64 KiB",
+          call(
+            Methods.listPeers,
+            `<param>${"<value><array><data>".repeat(1400)}${
+              "</data></array></value>".repeat(1400)
+            }</param>`,
+          ),
+          FaultCode.badParams,
+        ],
+        [
+          // The parser closes what </params> leaves open: a (deep) array where a token belongs.
+          "nesting never closed",
+          call(Methods.listPeers, `<param>${"<value><array><data>".repeat(3000)}`),
+          FaultCode.badParams,
+        ],
+        [
+          "huge integer",
+          call(
+            Methods.reportProgress,
+            `<param><value>${leecher.token}</value></param><param><value><base64></base64>` +
+              `</value></param><param><value><i8>${"9".repeat(5000)}</i8></value></param>` +
+              "<param><value><int>0</int></value></param>",
+          ),
+          FaultCode.badParams,
+        ],
       ];
       for (const [what, body, code] of cases) {
         const r = await rawCall(tracker.url, body);
         assertEquals(r.fault?.faultCode, code, `${what}: ${r.fault?.faultString}`);
       }
+      // Bytes that are not UTF-8, in a method name and in a token, get faults like any others.
+      const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
+      const badName = await rawCall(tracker.url, latin1(call("swarm.\xff\xfe")));
+      assertEquals(badName.fault?.faultCode, -32601);
+      const badToken = latin1(
+        call(Methods.listPeers, "<param><value><string>\xff\xfe</string></value></param>"),
+      );
+      assertEquals((await rawCall(tracker.url, badToken)).fault?.faultCode, FaultCode.unknownToken);
     });
 
     await t.step("oversized and DOCTYPE bodies are refused", async () => {

@@ -245,6 +245,43 @@ Deno.test("wire: an oversized length prefix is rejected before its body arrives"
   );
 });
 
+Deno.test("wire: truncated input is held back, never emitted half-read", () => {
+  const hs = encodeHandshake(bytesOf(20, 6), makePeerId());
+  const stream = concat([
+    hs,
+    encodeMessage({ type: "bitfield", bitfield: Uint8Array.of(0xff, 0x80) }),
+    encodeMessage({ type: "request", index: 1, begin: 0, length: 16384 }),
+    encodeMessage({ type: "piece", index: 1, begin: 0, block: bytesOf(100, 7) }),
+  ]);
+  const whole = decodeAll([stream], true);
+  // Cut anywhere: only the messages wholly inside the cut come out, the rest waits.
+  for (let n = 0; n < stream.length; n++) {
+    const dec = new WireDecoder();
+    const out: Out[] = [];
+    dec.push(stream.subarray(0, n), (m) => out.push(own(m)));
+    assertEquals(out, whole.slice(0, out.length), `cut at ${n}`);
+    const used = out.reduce(
+      (k, m) => k + (m.type === "handshake" ? 68 : encodeMessage(m as Message).length),
+      0,
+    );
+    assertEquals(dec.buffered, n - used, `cut at ${n}`);
+  }
+});
+
+Deno.test("wire: a flood never makes the decoder hold more than one message", () => {
+  const dec = new WireDecoder({ handshake: false });
+  const have = encodeMessage({ type: "have", index: 9 });
+  const flood = new Uint8Array(have.length * 100_000);
+  for (let i = 0; i < flood.length; i += have.length) flood.set(have, i);
+  let n = 0;
+  // Odd-sized chunks, so a message is split at every chunk boundary.
+  for (let at = 0; at < flood.length; at += 65_537) {
+    dec.push(flood.subarray(at, at + 65_537), () => n++);
+    assert(dec.buffered < have.length, `buffered ${dec.buffered}`);
+  }
+  assertEquals(n, 100_000);
+});
+
 Deno.test("wire: fixed-size messages with the wrong payload size are rejected", () => {
   const cases: [number, number][] = [
     [0, 1],
