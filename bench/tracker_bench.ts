@@ -18,14 +18,13 @@
  */
 
 import { parseArgs } from "node:util";
-import { serializeMethodCall } from "@foxglove/xmlrpc";
 import { argError, FatalError, main, parseCount, UsageError } from "../lib/cli.ts";
 import { toHex } from "../lib/hash.ts";
 import { hashFile, toTorrent } from "../lib/metainfo.ts";
 import { entryPath, freePort, readLines, waitForPort } from "../lib/process.ts";
 import { writeTestFile } from "../lib/test_file.ts";
 import { TrackerClient } from "../lib/tracker_client.ts";
-import { toWireValue } from "../lib/xmlrpc_common.ts";
+import { serializeMethodCall } from "../lib/xmlrpc.ts";
 
 const USAGE = `usage: deno task bench:tracker [options]
 options:
@@ -341,7 +340,7 @@ async function bench(o: Options): Promise<void> {
         const call = o.rpc === "report"
           ? serializeMethodCall(
             "swarm.reportProgress",
-            [token, toWireValue(bits), (i + 1) * 1_000_000 + v, (i + 1) * 2_000_000 + v],
+            [token, bits, (i + 1) * 1_000_000 + v, (i + 1) * 2_000_000 + v],
           )
           : serializeMethodCall("swarm.listPeers", [token]);
         bodies.push(call.replaceAll("\n", ""));

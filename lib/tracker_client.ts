@@ -4,10 +4,8 @@
  * code, network failures as {@linkcode TrackerUnreachable}, and every result checked against
  * its expected shape before it is returned.
  *
- * It speaks XML-RPC through `@foxglove/xmlrpc`'s serializer and deserializer over Deno's own
- * `fetch`. The package's `XmlRpcClient.methodCall` is not used because it takes no abort signal
- * (a timed-out call would keep its request running) and reports every HTTP failure as a plain
- * `Error`.
+ * It speaks XML-RPC with `./xmlrpc.ts` over Deno's own `fetch`, with an abort signal on every
+ * request, so a timed-out call does not keep its request running.
  *
  * @example
  * ```ts
@@ -29,7 +27,6 @@
  * @module
  */
 
-import { Deserializer, serializeMethodCall, XmlRpcFault, type XmlRpcValue } from "@foxglove/xmlrpc";
 import { sha1, toHex } from "./hash.ts";
 import {
   type MetainfoResult,
@@ -38,7 +35,14 @@ import {
   type RegisterParams,
   type RegisterResult,
 } from "./tracker_api.ts";
-import { BodyTooLargeError, readBodyLimited, toWireValue } from "./xmlrpc_common.ts";
+import {
+  parseMethodResponse,
+  serializeMethodCall,
+  XmlRpcFault,
+  XmlRpcParseError,
+  type XmlRpcValue,
+} from "./xmlrpc.ts";
+import { BodyTooLargeError, readBodyLimited } from "./xmlrpc_common.ts";
 
 /** Default per-call timeout: 5 seconds. */
 export const DEFAULT_TIMEOUT_MS = 5000;
@@ -202,7 +206,7 @@ export class TrackerClient {
 
   /** One XML-RPC call with the timeout; faults and failures become typed errors. */
   async #call(method: string, params: XmlRpcValue[]): Promise<XmlRpcValue> {
-    const body = serializeMethodCall(method, params.map(toWireValue));
+    const body = serializeMethodCall(method, params);
     const controller = new AbortController();
     let timedOut = false;
     // A plain timer (not AbortSignal.timeout) so it is cleared as soon as the call ends.
@@ -245,11 +249,10 @@ export class TrackerClient {
         throw failed(e);
       }
       try {
-        return await new Deserializer().deserializeMethodResponse(text);
+        return parseMethodResponse(text, { maxLength: MAX_RESPONSE_BYTES });
       } catch (e) {
-        if (e instanceof XmlRpcFault) {
-          throw new TrackerFault(e.faultCode ?? -32500, e.faultString ?? "unknown fault", method);
-        }
+        if (e instanceof XmlRpcFault) throw new TrackerFault(e.faultCode, e.faultString, method);
+        if (!(e instanceof XmlRpcParseError)) throw e;
         const what = res.ok ? "a response that is not XML-RPC" : `HTTP ${res.status}`;
         throw new TrackerBadResponse(`the tracker at ${this.url} answered ${method} with ${what}`, {
           cause: e,
@@ -284,8 +287,7 @@ export class TrackerClient {
 
   #bytes(method: string, v: XmlRpcValue, what: string): Uint8Array {
     if (!(v instanceof Uint8Array)) throw this.#shape(method, `${what} is not base64`);
-    // The deserializer returns Node Buffers (whose slice() shares memory); hand out plain copies.
-    return new Uint8Array(v);
+    return v; // the parser made it for this answer alone
   }
 }
 

@@ -14,10 +14,10 @@
  * @module
  */
 
-import { XmlRpcFault, type XmlRpcValue } from "@foxglove/xmlrpc";
 import { type Registry, RegistryError } from "./registry.ts";
 import { FaultCode, Methods, type Role } from "./tracker_api.ts";
 import type { CallContext, MethodHandler } from "./xmlrpc_server.ts";
+import { XmlRpcFault, type XmlRpcValue } from "./xmlrpc.ts";
 
 /** Handlers for every method in {@linkcode Methods}, keyed by XML-RPC name. */
 export function trackerMethods(registry: Registry): Record<string, MethodHandler> {
@@ -27,8 +27,8 @@ export function trackerMethods(registry: Registry): Record<string, MethodHandler
       const p = struct(args[0], "the registration");
       if (!ctx.remoteAddr) {
         throw new XmlRpcFault(
-          `${Methods.register} cannot be called inside system.multicall`,
           FaultCode.badRequest,
+          `${Methods.register} cannot be called inside system.multicall`,
         );
       }
       const role = string(p.role, "role");
@@ -83,14 +83,14 @@ function guard(
     try {
       return await handler(args, ctx);
     } catch (e) {
-      if (e instanceof RegistryError) throw new XmlRpcFault(e.message, e.code);
+      if (e instanceof RegistryError) throw new XmlRpcFault(e.code, e.message);
       throw e;
     }
   };
 }
 
 function bad(message: string): XmlRpcFault {
-  return new XmlRpcFault(message, FaultCode.badParams);
+  return new XmlRpcFault(FaultCode.badParams, message);
 }
 
 function arity(method: string, args: XmlRpcValue[], n: number): void {
@@ -119,17 +119,15 @@ function integer(v: XmlRpcValue, what: string): number {
   return v;
 }
 
-/** A byte count: `int`, `double`, or `i8` (which the library hands over as a decimal string). */
+/** A byte count: `int`, `double` or `i8`, whole and at most 2^53 - 1. */
 function count(v: XmlRpcValue, what: string): number {
-  const n = typeof v === "string" && /^\d{1,16}$/.test(v) ? Number(v) : v;
-  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
     throw bad(`${what} must be a whole number of bytes`);
   }
-  return n;
+  return v;
 }
 
 function bytes(v: XmlRpcValue, what: string): Uint8Array {
   if (!(v instanceof Uint8Array)) throw bad(`${what} must be base64`);
-  // The library hands out Node Buffers; keep our own plain copy.
-  return new Uint8Array(v);
+  return v; // the parser made it for this call alone
 }

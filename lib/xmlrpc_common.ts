@@ -1,18 +1,14 @@
 /**
- * Small pieces shared by the XML-RPC server adapter and the tracker client: reading an HTTP
- * body with a size cap, and making binary values travel as XML-RPC `base64`.
+ * What the XML-RPC server and the tracker client share besides the format itself: reading an
+ * HTTP body with a size cap, so that a huge or endless body costs no more than the cap.
  *
  * @example
  * ```ts
- * import { readBodyLimited, toWireValue } from "./xmlrpc_common.ts";
+ * import { readBodyLimited } from "./xmlrpc_common.ts";
  * const text = await readBodyLimited(new Response("<x/>").body, 65536); // "<x/>"
- * toWireValue({ bits: new Uint8Array([0x80]) }); // { bits: Buffer [0x80] }, sent as base64
  * ```
  * @module
  */
-
-import { Buffer } from "node:buffer";
-import type { XmlRpcValue } from "@foxglove/xmlrpc";
 
 /** Thrown by {@linkcode readBodyLimited} when a body is larger than allowed. */
 export class BodyTooLargeError extends Error {
@@ -56,24 +52,4 @@ export async function readBodyLimited(
     off += c.length;
   }
   return new TextDecoder().decode(all);
-}
-
-/**
- * Prepares a value for `@foxglove/xmlrpc`'s serializer, which only writes `base64` for Node
- * `Buffer`s and would turn a plain `Uint8Array` into a struct of numbered members. Walks arrays
- * and structs; everything else is passed through.
- */
-export function toWireValue(value: XmlRpcValue): XmlRpcValue {
-  if (value instanceof Uint8Array) {
-    return Buffer.isBuffer(value)
-      ? value
-      : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  }
-  if (Array.isArray(value)) return value.map(toWireValue);
-  if (value !== null && typeof value === "object" && !(value instanceof Date)) {
-    const out: Record<string, XmlRpcValue> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = toWireValue(v);
-    return out;
-  }
-  return value;
 }

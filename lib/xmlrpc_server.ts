@@ -1,12 +1,12 @@
 /**
- * An XML-RPC server on `Deno.serve`: `@foxglove/xmlrpc` parses calls and writes responses, and
- * this module supplies its HTTP layer, so the tracker needs only `--allow-net`.
+ * An XML-RPC server on `Deno.serve`, reading calls and writing answers with `./xmlrpc.ts`, so the
+ * tracker needs only `--allow-net`.
  *
- * On top of the library it adds what a server facing the network needs: a 64 KiB cap on request
- * bodies, refusal of `<!DOCTYPE`/`<!ENTITY` (entity tricks) and of any other `<!` declaration,
- * faults with a code and a clear message for every handler error (the library would put a stack
- * trace in the fault), the caller's address for each method, a plain-text status page on `GET /`,
- * and extra routes on the same port (for a later `GET /announce`).
+ * It does what a server facing the network needs: a 64 KiB cap on request bodies, refusal of
+ * anything the bounded parser refuses (`<!DOCTYPE`, entities, deep nesting…) as a fault that
+ * says why, faults with a code and a clear message for every handler error (never a stack
+ * trace), the caller's address for each method, `system.multicall` and `system.listMethods`, a
+ * plain-text status page on `GET /`, and extra routes on the same port (`/announce`, `/scrape`).
  *
  * @example
  * ```ts
@@ -25,42 +25,36 @@
  * @module
  */
 
-import {
-  type HttpHandler,
-  type HttpRequest,
-  type HttpResponse,
-  type HttpServer,
-  serializeFault,
-  XmlRpcError,
-  XmlRpcFault,
-  type XmlRpcMethodHandler,
-  XmlRpcServer,
-  type XmlRpcValue,
-} from "@foxglove/xmlrpc";
 import { FatalError } from "./cli.ts";
 import { FaultCode } from "./tracker_api.ts";
-import { BodyTooLargeError, readBodyLimited, toWireValue } from "./xmlrpc_common.ts";
+import {
+  parseMethodCall,
+  serializeFault,
+  serializeMethodResponse,
+  XmlRpcError,
+  XmlRpcFault,
+  XmlRpcParseError,
+  type XmlRpcValue,
+} from "./xmlrpc.ts";
+import { BodyTooLargeError, readBodyLimited } from "./xmlrpc_common.ts";
 
 /** Default cap on an XML-RPC request body: 64 KiB. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-/**
- * Any `<!` but a comment or CDATA: a `DOCTYPE` or `ENTITY` (entity expansion tricks), and every
- * other declaration, which XML-RPC never needs and which sax scans in quadratic time while it
- * stays unterminated (`<!` and 60 KB without a `>` took the tracker half a minute).
- */
-const DECLARATION = /<!(?!--|\[CDATA\[)/;
-
 /** Paths that answer XML-RPC `POST`s. */
 export const RPC_PATHS: readonly string[] = ["/", "/RPC2"];
+
+const MULTICALL = "system.multicall";
+const LIST_METHODS = "system.listMethods";
+const NOT_A_CALL = "the request body is not a valid XML-RPC method call";
 
 /** What a method handler knows about the call besides its arguments. */
 export interface CallContext {
   /** The XML-RPC method name. */
   readonly method: string;
   /**
-   * Where the request came from. Undefined inside `system.multicall`, which the library runs
-   * without the HTTP request.
+   * Where the request came from. Undefined inside `system.multicall`, whose calls are not
+   * tied to one request.
    */
   readonly remoteAddr: { readonly hostname: string; readonly port: number } | undefined;
 }
@@ -106,47 +100,30 @@ export interface ListenAddress {
 }
 
 /**
- * The `HttpServer` that `@foxglove/xmlrpc`'s `XmlRpcServer` drives, implemented on
- * `Deno.serve`. `XmlRpcServer` installs its request handler in {@linkcode DenoHttpServer.handler};
- * this class reads and checks the HTTP request around it.
+ * An XML-RPC server with checked requests and typed method handlers; see the module
+ * documentation.
  */
-export class DenoHttpServer implements HttpServer {
-  /** The XML-RPC request handler; `XmlRpcServer`'s constructor replaces this placeholder. */
-  handler: HttpHandler = () => Promise.resolve({ statusCode: 503 });
+export class XmlRpcHttpServer {
   readonly #options: XmlRpcHttpServerOptions;
   readonly #maxBody: number;
+  /** A Map, so that names such as "constructor" or "__proto__" find nothing. */
+  readonly #methods: Map<string, MethodHandler>;
   #server: Deno.HttpServer<Deno.NetAddr> | undefined;
   #address: ListenAddress | undefined;
   #shutdown: Promise<void> | undefined;
 
-  /** Builds the adapter; nothing listens until {@linkcode DenoHttpServer.listen}. */
+  /** Registers the methods; call {@linkcode XmlRpcHttpServer.listen} to start. */
   constructor(options: XmlRpcHttpServerOptions) {
     this.#options = options;
     this.#maxBody = options.maxBodyBytes ?? MAX_BODY_BYTES;
-  }
-
-  /** `http://host:port/` once listening. */
-  url(): string | undefined {
-    if (!this.#address) return undefined;
-    const h = this.#address.hostname;
-    return `http://${h.includes(":") ? `[${h}]` : h}:${this.#address.port}/`;
-  }
-
-  /** The bound port once listening. */
-  port(): number | undefined {
-    return this.#address?.port;
-  }
-
-  /** Where the server listens, once it does. */
-  get address(): ListenAddress | undefined {
-    return this.#address;
+    this.#methods = new Map(Object.entries(options.methods));
   }
 
   /**
    * Starts listening (port 0 picks a free port). A port already in use or an address that
    * cannot be bound becomes a one-sentence {@linkcode FatalError}.
    */
-  listen(port = 0, hostname = "localhost", _backlog?: number): Promise<void> {
+  listen(port = 0, hostname = "localhost"): Promise<void> {
     if (this.#server) return Promise.reject(new Error("the server is already listening"));
     try {
       this.#server = Deno.serve(
@@ -160,9 +137,20 @@ export class DenoHttpServer implements HttpServer {
     return Promise.resolve();
   }
 
-  /** Stops accepting connections; {@linkcode DenoHttpServer.shutdown} to wait for it. */
-  close(): void {
-    void this.shutdown();
+  /** `http://host:port/`; throws before {@linkcode XmlRpcHttpServer.listen}. */
+  get url(): string {
+    const a = this.#listening();
+    return `http://${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}/`;
+  }
+
+  /** The bound port; throws before {@linkcode XmlRpcHttpServer.listen}. */
+  get port(): number {
+    return this.#listening().port;
+  }
+
+  /** Where the server listens; undefined before {@linkcode XmlRpcHttpServer.listen}. */
+  get address(): ListenAddress | undefined {
+    return this.#address;
   }
 
   /** Stops the server and waits until open requests are answered. Safe to call twice. */
@@ -172,12 +160,22 @@ export class DenoHttpServer implements HttpServer {
   }
 
   /**
-   * Answers one request exactly as the listening server would, without a socket, so tests and
-   * the fuzzer can drive the whole request path (routes, body cap, DOCTYPE refusal, parsing,
-   * faults) in-process.
+   * Answers one HTTP request as if it had arrived from `remoteAddr`, without listening: the same
+   * path a real request takes (routes, body cap, parsing, faults), for in-process tests and
+   * fuzzing.
    */
   handle(request: Request, remoteAddr: Deno.NetAddr): Promise<Response> {
     return this.#serve(request, { remoteAddr, completed: Promise.resolve() });
+  }
+
+  /** Same as {@linkcode XmlRpcHttpServer.shutdown}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+
+  #listening(): ListenAddress {
+    if (!this.#address) throw new Error("the server is not listening yet");
+    return this.#address;
   }
 
   async #serve(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Promise<Response> {
@@ -221,143 +219,116 @@ export class DenoHttpServer implements HttpServer {
       if (e instanceof BodyTooLargeError) return tooLarge();
       return fault(400, FaultCode.badRequest, "the request body could not be read");
     }
-    if (DECLARATION.test(body)) {
-      return fault(
-        200,
-        FaultCode.badRequest,
-        "document type, entity and other <! declarations are not accepted",
-      );
-    }
-    const req: HttpRequest = {
-      body,
-      method: request.method,
-      url: request.url,
-      socket: { remoteAddress: info.remoteAddr.hostname, remotePort: info.remoteAddr.port },
-    };
-    let res: HttpResponse;
+    // A Request built in-process (handle) is not framed by its Content-Length header.
+    if (body.length > limit) return tooLarge();
+    let methodName: string;
+    let params: XmlRpcValue[];
     try {
-      res = await this.handler(req);
-    } catch {
-      // Our handlers never throw (wrapCall turns everything into a fault), so this is the library
-      // choking on the call itself, e.g. a system.multicall entry that is not a struct.
-      return fault(
-        200,
-        FaultCode.badRequest,
-        "the request body is not a valid XML-RPC method call",
-      );
+      ({ methodName, params } = parseMethodCall(body, { maxLength: limit }));
+    } catch (e) {
+      if (!(e instanceof XmlRpcParseError)) throw e;
+      return fault(200, FaultCode.badRequest, `${NOT_A_CALL}: ${e.message}`);
     }
-    if (res.statusCode === 500 && res.body === undefined) {
-      // The library answers unparsable calls with a bare HTTP 500; a fault says more.
-      return fault(
-        200,
-        FaultCode.badRequest,
-        "the request body is not a valid XML-RPC method call",
-      );
+    const remoteAddr = {
+      hostname: unmapIPv4(info.remoteAddr.hostname),
+      port: info.remoteAddr.port,
+    };
+    let result: XmlRpcValue | XmlRpcFault;
+    if (methodName === MULTICALL) {
+      result = await this.#multicall(params);
+    } else {
+      result = await this.#call(methodName, params, remoteAddr);
     }
-    const headers = new Headers({ "Content-Type": "text/xml; charset=utf-8" });
-    return new Response(res.body ?? "", { status: res.statusCode, headers });
-  }
-}
-
-/**
- * An XML-RPC server with checked requests and typed method handlers; see the module
- * documentation.
- */
-export class XmlRpcHttpServer {
-  readonly #http: DenoHttpServer;
-  readonly #rpc: XmlRpcServer;
-
-  /** Registers the methods; call {@linkcode XmlRpcHttpServer.listen} to start. */
-  constructor(options: XmlRpcHttpServerOptions) {
-    this.#http = new DenoHttpServer(options);
-    this.#rpc = new XmlRpcServer(this.#http);
-    this.#rpc.xmlRpcHandlers = new MethodTable();
-    for (const [name, handler] of Object.entries(options.methods)) {
-      this.#rpc.setHandler(name, (_name, args, req) => wrapCall(name, handler, args, req, options));
+    if (result instanceof XmlRpcFault) return fault(200, result.faultCode, result.faultString);
+    let answer: string;
+    try {
+      answer = serializeMethodResponse(result);
+    } catch (e) {
+      // A handler returned what XML-RPC cannot carry (NaN, a function…): our bug, not theirs.
+      this.#options.onError?.(e, methodName);
+      const why = e instanceof Error ? e.message : String(e);
+      return fault(200, XmlRpcError.application, `internal error in ${shown(methodName)}: ${why}`);
     }
+    return new Response(answer, { status: 200, headers: XML_HEADERS });
   }
 
-  /** Starts listening; throws {@linkcode FatalError} when the port is taken. */
-  async listen(port: number, hostname = "localhost"): Promise<void> {
-    await this.#http.listen(port, hostname);
-  }
-
-  /** `http://host:port/`; throws before {@linkcode XmlRpcHttpServer.listen}. */
-  get url(): string {
-    const url = this.#http.url();
-    if (url === undefined) throw new Error("the server is not listening yet");
-    return url;
-  }
-
-  /** The bound port; throws before {@linkcode XmlRpcHttpServer.listen}. */
-  get port(): number {
-    const port = this.#http.port();
-    if (port === undefined) throw new Error("the server is not listening yet");
-    return port;
-  }
-
-  /** Stops the server and waits for open requests. */
-  shutdown(): Promise<void> {
-    return this.#http.shutdown();
+  /** Runs one method; every failure comes back as a fault. */
+  async #call(
+    name: string,
+    args: XmlRpcValue,
+    remoteAddr: CallContext["remoteAddr"],
+  ): Promise<XmlRpcValue | XmlRpcFault> {
+    if (name === LIST_METHODS) return [...this.#methods.keys(), LIST_METHODS, MULTICALL].sort();
+    const handler = this.#methods.get(name);
+    if (handler === undefined) {
+      return new XmlRpcFault(XmlRpcError.notFound, `Method "${shown(name)}" not found`);
+    }
+    if (!Array.isArray(args)) {
+      // A system.multicall entry's `params` may hold anything, or be missing.
+      return new XmlRpcFault(XmlRpcError.invalidParams, `${name}: params must be an array`);
+    }
+    try {
+      return await handler(args, { method: name, remoteAddr });
+    } catch (e) {
+      if (e instanceof XmlRpcFault) return e;
+      // Callers get one line; the operator gets the error itself.
+      this.#options.onError?.(e, name);
+      const why = e instanceof Error ? e.message : String(e);
+      return new XmlRpcFault(XmlRpcError.application, `internal error in ${name}: ${why}`);
+    }
   }
 
   /**
-   * Answers one HTTP request as if it had arrived from `remoteAddr`, without listening: the same
-   * path a real request takes, for in-process tests and fuzzing.
+   * `system.multicall([{methodName, params}, …])`: runs every call and answers with one array,
+   * `[result]` for a success and `{faultCode, faultString}` for a fault, in order
+   * (https://mirrors.talideon.com/articles/multicall.html). Calls inside it have no caller
+   * address, and cannot be multicalls themselves.
    */
-  handle(request: Request, remoteAddr: Deno.NetAddr): Promise<Response> {
-    return this.#http.handle(request, remoteAddr);
+  async #multicall(params: XmlRpcValue[]): Promise<XmlRpcValue | XmlRpcFault> {
+    const calls = params[0];
+    if (params.length !== 1 || !Array.isArray(calls)) {
+      return new XmlRpcFault(
+        XmlRpcError.invalidParams,
+        `${MULTICALL} takes one argument, an array of calls`,
+      );
+    }
+    for (const c of calls) {
+      if (!isStruct(c)) {
+        return new XmlRpcFault(
+          FaultCode.badRequest,
+          `${MULTICALL}: every call must be a struct of methodName and params`,
+        );
+      }
+    }
+    const results = await Promise.all(calls.map((c) => {
+      const { methodName, params } = c as Record<string, XmlRpcValue>;
+      if (typeof methodName !== "string") {
+        return new XmlRpcFault(XmlRpcError.invalidParams, `${MULTICALL}: a methodName is missing`);
+      }
+      if (methodName === MULTICALL) {
+        return new XmlRpcFault(XmlRpcError.invalidParams, `${MULTICALL} cannot be nested`);
+      }
+      return this.#call(methodName, params, undefined);
+    }));
+    return results.map((r) =>
+      r instanceof XmlRpcFault ? { faultCode: r.faultCode, faultString: r.faultString } : [r]
+    );
   }
+}
 
-  /** Same as {@linkcode XmlRpcHttpServer.shutdown}, for `await using`. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.shutdown();
-  }
+const XML_HEADERS = { "Content-Type": "text/xml; charset=utf-8" };
+
+function isStruct(v: XmlRpcValue): boolean {
+  return v !== null && typeof v === "object" && !Array.isArray(v) && !(v instanceof Date) &&
+    !(v instanceof Uint8Array);
 }
 
 /**
- * The library's method table, which it reads with `get`. An unknown name gets a handler that
- * answers "not found" quoting the name safely: the library's own fault would quote it as sent,
- * and a name holding `]]>` or a control character cannot be written back as XML, so the answer
- * would fail.
+ * A method name as quoted back in a fault: printable ASCII only and not too long, since the name
+ * is whatever the caller sent.
  */
-class MethodTable extends Map<string, XmlRpcMethodHandler> {
-  override get(name: string): XmlRpcMethodHandler {
-    return super.get(name) ?? (() => {
-      const shown = String(name).slice(0, 100).replace(/[^\x20-\x7e]/g, "?").replaceAll(
-        "]]>",
-        "]]?",
-      );
-      throw new XmlRpcFault(`Method "${shown}" not found`, XmlRpcError.NOT_FOUND_ERROR);
-    });
-  }
-}
-
-async function wrapCall(
-  name: string,
-  handler: MethodHandler,
-  args: XmlRpcValue[],
-  req: HttpRequest | undefined,
-  options: XmlRpcHttpServerOptions,
-): Promise<XmlRpcValue> {
-  const host = req?.socket?.remoteAddress;
-  const port = req?.socket?.remotePort;
-  if (!Array.isArray(args)) {
-    // system.multicall passes on whatever an entry's `params` held, or nothing at all.
-    throw new XmlRpcFault(`${name}: params must be an array`, XmlRpcError.INVALID_PARAMS_ERROR);
-  }
-  const remoteAddr = host !== undefined && port !== undefined
-    ? { hostname: unmapIPv4(host), port }
-    : undefined;
-  try {
-    return toWireValue(await handler(args, { method: name, remoteAddr }));
-  } catch (e) {
-    if (e instanceof XmlRpcFault) throw e;
-    // The library would send `err.stack`; callers get one line and the operator gets the error.
-    options.onError?.(e, name);
-    const why = e instanceof Error ? e.message : String(e);
-    throw new XmlRpcFault(`internal error in ${name}: ${why}`, XmlRpcError.APPLICATION_ERROR);
-  }
+function shown(name: string): string {
+  return name.slice(0, 100).replace(/[^\x20-\x7e]/g, "?").replaceAll("]]>", "]]?");
 }
 
 /** `::ffff:1.2.3.4` (an IPv4 peer on a dual-stack socket) is just `1.2.3.4` to other peers. */
@@ -393,10 +364,7 @@ function text(status: number, body: string, headers: Record<string, string> = {}
 }
 
 function fault(status: number, code: number, message: string): Response {
-  return new Response(serializeFault(new XmlRpcFault(message, code)), {
-    status,
-    headers: { "Content-Type": "text/xml; charset=utf-8" },
-  });
+  return new Response(serializeFault(code, message), { status, headers: XML_HEADERS });
 }
 
 function listenError(e: unknown, hostname: string, port: number): Error {
