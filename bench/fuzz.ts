@@ -19,7 +19,15 @@
  */
 
 import { parseArgs } from "node:util";
-import { argError, main, parseCount, parseSeconds, UsageError } from "../lib/cli.ts";
+import {
+  argError,
+  FatalError,
+  main,
+  parseCount,
+  parseSeconds,
+  systemReason,
+  UsageError,
+} from "../lib/cli.ts";
 import {
   bytesToHex,
   crashReason,
@@ -27,7 +35,6 @@ import {
   hexToBytes,
   makeTargets,
   TARGET_NAMES,
-  type TargetReport,
 } from "../lib/fuzz.ts";
 import { type EndpointReport, fuzzLive, type LiveReport, LiveSwarm } from "../lib/fuzz_live.ts";
 
@@ -80,7 +87,7 @@ async function replay(path: string): Promise<void> {
   try {
     hex = await Deno.readTextFile(path);
   } catch (e) {
-    throw new UsageError(`cannot read ${path}: ${(e as Error).message}`);
+    throw new FatalError(`cannot read ${path}: ${systemReason(e)}`, { cause: e });
   }
   const file = path.split("/").pop()!;
   const target = (await makeTargets()).find((t) => file.startsWith(`${t.name}-`));
@@ -151,11 +158,15 @@ if (import.meta.main) {
     console.log(`fuzz: seed ${seed}, ${budget}; targets ${only.join(", ")}`);
 
     const rows: Row[] = [];
-    const reports: TargetReport[] = [];
     for (const name of TARGET_NAMES.filter((t) => only.includes(t))) {
       const r = await fuzzIsolated(name, { seed, iterations, durationMs });
-      reports.push(r);
-      rows.push(r);
+      rows.push({
+        target: r.target,
+        tried: r.tried,
+        rejected: r.rejected,
+        accepted: r.accepted,
+        crashes: r.crashes,
+      });
       let note = `  ${name}: ${r.tried} inputs, ${r.crashes} crashes, slowest ${
         r.slowestMs.toFixed(0)
       } ms`;
@@ -177,7 +188,13 @@ if (import.meta.main) {
         await swarm.stop();
       }
       for (const e of live.endpoints) {
-        rows.push({ ...e, target: e.endpoint, crashes: e.errors });
+        rows.push({
+          target: e.endpoint,
+          tried: e.tried,
+          rejected: e.rejected,
+          accepted: e.accepted,
+          crashes: e.errors,
+        });
         if (e.firstError) {
           liveErrors.push(e);
           const path = await save(values.out, `live ${e.endpoint}`, seed, e.firstError.input);
