@@ -1,9 +1,10 @@
 /**
  * A short run of the fuzzer (`lib/fuzz.ts`, `lib/fuzz_live.ts`; `deno task fuzz` runs it longer):
- * two thousand seeded inputs through every parser in-process (a thousand XML-RPC bodies), and a few hundred against the
- * real tracker and a real seeder, with zero crashes and both processes up and answering. Also
- * checks the fuzzer itself: the same seed gives the same inputs, every kind of crash is told
- * apart from a clean rejection, and the watchdog names the input of a worker stuck in a loop.
+ * two thousand seeded inputs through every parser in-process (a thousand XML-RPC bodies), and a
+ * few hundred against the real tracker and a real seeder, with zero crashes and both processes up
+ * and answering. Also checks the fuzzer itself: the same seed gives the same inputs, every kind
+ * of crash is told apart from a clean rejection, and the watchdog names the input of a worker
+ * stuck in a loop.
  *
  * @example
  * ```sh
