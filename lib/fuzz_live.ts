@@ -26,7 +26,6 @@
  */
 
 import { type BValue, decode } from "./bencode.ts";
-import { Deserializer, XmlRpcFault } from "@foxglove/xmlrpc";
 import { bytesEqual } from "./hash.ts";
 import {
   type Crash,
@@ -42,6 +41,7 @@ import { freePort, readLines, spawnEntry, waitForPort } from "./process.ts";
 import { writeTestFile } from "./test_file.ts";
 import { TrackerClient } from "./tracker_client.ts";
 import { encodeHandshake, makePeerId, WireDecoder } from "./wire.ts";
+import { parseMethodResponse, XmlRpcFault } from "./xmlrpc.ts";
 
 const HOST = "127.0.0.1";
 /** Longest a started process may take to come up (first runs compile and cache modules). */
@@ -404,10 +404,10 @@ function endpoints(swarm: LiveSwarm, targets: FuzzTarget[], seed: number, watchM
         }
         const text = await res.text();
         try {
-          await new Deserializer().deserializeMethodResponse(text);
+          parseMethodResponse(text);
           return "accepted";
         } catch (e) {
-          if (e instanceof XmlRpcFault && (e.faultString ?? "") !== "") return "rejected";
+          if (e instanceof XmlRpcFault && e.faultString !== "") return "rejected";
           return { error: `HTTP ${res.status}, not an XML-RPC answer: ${text.slice(0, 80)}` };
         }
       },
