@@ -31,7 +31,15 @@
  * @module
  */
 
-/** A value XML-RPC can carry. */
+/**
+ * A value XML-RPC can carry (see the module documentation for the mapping of each type).
+ *
+ * @example
+ * ```ts
+ * import type { XmlRpcValue } from "./xmlrpc.ts";
+ * const v: XmlRpcValue = [1, "two", { three: new Uint8Array([3]) }, null, new Date(0)];
+ * ```
+ */
 export type XmlRpcValue =
   | null
   | boolean
