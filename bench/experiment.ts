@@ -37,7 +37,7 @@ options:
   --seed-up RATE       the seeder's upload cap, u_s (default 8MiB/s)
   --peer-up RATE       each leecher's upload cap, u (default 4MiB/s)
   --peer-down RATE     each leecher's download cap, d (default: none, d_min = infinity)
-  --piece-length SIZE  piece length (default 256KiB)
+  --piece-length SIZE  piece length (default 128KiB)
   --out DIR            where the CSV, JSON and SVG go (default bench/results/)
   --replot             run nothing: redraw experiment.svg (and the CSV) from --out's
                        experiment.json
@@ -718,7 +718,7 @@ if (import.meta.main) {
           "seed-up": { type: "string", default: "8MiB/s" },
           "peer-up": { type: "string", default: "4MiB/s" },
           "peer-down": { type: "string" },
-          "piece-length": { type: "string", default: "256KiB" },
+          "piece-length": { type: "string", default: "128KiB" },
           out: { type: "string" },
           "keep-data": { type: "boolean", default: false },
           replot: { type: "boolean", default: false },
