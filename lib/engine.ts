@@ -774,13 +774,22 @@ export class Engine {
       const waiting = this.#picker.outstanding(p.key) > 0;
       if (waiting && now - p.lastBlock > this.#t.requestTimeoutMs && !p.peerChoking) {
         // It stopped sending (snubbed us): hand its blocks to others and leave it alone a while.
+        // A leecher also stops uploading to it (anti-snubbing): its slot goes to a peer that
+        // gives back; a seeder, which expects nothing back, keeps serving it.
+        const choke = !p.amChoking && !this.#o.have.complete;
         this.#o.log(
-          `${p.label} sent nothing for ${this.#t.requestTimeoutMs / 1000} s; asking others`,
+          `${p.label} sent nothing for ${this.#t.requestTimeoutMs / 1000} s; asking others` +
+            (choke ? " and choking it" : ""),
         );
+        if (choke) {
+          p.send({ type: "choke" });
+          p.requests.length = 0;
+        }
         this.#picker.release(p.key);
         this.#snubbedUntil.set(p.key, now + 2 * this.#t.requestTimeoutMs);
         p.lastBlock = now;
         this.#fillAll();
+        if (choke) this.#fillSlots();
       }
     }
     if (now - this.#lastRechoke >= this.#t.rechokeMs) {

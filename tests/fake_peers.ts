@@ -6,8 +6,9 @@
  *
  * - `"corrupt"`: answers every request with the right bytes but the first one flipped, so every
  *   piece it contributes to fails its SHA-1 check;
- * - `"stalled"`: completes the handshake, sends a full bitfield and an unchoke, reads every
- *   request and never answers one.
+ * - `"stalled"`: completes the handshake, sends a full bitfield, an unchoke and (a lie, as it
+ *   claims every piece) `interested`, reads every request and never answers one: a peer that
+ *   takes upload slots and gives nothing back.
  *
  * @example
  * ```ts
@@ -61,6 +62,10 @@ export class FakeSeeder {
   blocks = 0;
   /** Connections the other side closed (or reset). */
   dropped = 0;
+  /** `unchoke` messages received. */
+  unchokes = 0;
+  /** `choke` messages received after an `unchoke` on the same connection. */
+  chokesAfterUnchoke = 0;
   readonly #listener = Deno.listen({ hostname: HOST, port: 0 });
   readonly #conns = new Set<Deno.Conn>();
   readonly #tasks: Promise<void>[] = [];
@@ -141,6 +146,7 @@ export class FakeSeeder {
     const decoder = new WireDecoder({ handshake: true });
     const buf = new Uint8Array(64 * 1024);
     const out: Uint8Array[] = [];
+    let unchoked = false;
     try {
       for (;;) {
         const n = await conn.read(buf);
@@ -151,6 +157,13 @@ export class FakeSeeder {
             const bitfield = Bitfield.full(this.meta.pieceCount).toBytes();
             out.push(encodeMessage({ type: "bitfield", bitfield }));
             out.push(encodeMessage({ type: "unchoke" }));
+            if (this.behaviour === "stalled") out.push(encodeMessage({ type: "interested" }));
+          } else if (m.type === "unchoke") {
+            this.unchokes++;
+            unchoked = true;
+          } else if (m.type === "choke") {
+            if (unchoked) this.chokesAfterUnchoke++;
+            unchoked = false;
           } else if (m.type === "request") {
             this.requests++;
             if (this.behaviour === "stalled") return;

@@ -283,6 +283,16 @@ Deno.test("reliability: a corrupt and a stalled peer cannot stop honest leechers
         `${l.name} gave the stalled peer's requests to others\n${l.describe()}`,
       );
     }
+    // It said it was interested, so leechers gave it upload slots; giving nothing back, it lost
+    // them (anti-snubbing).
+    assert(stalled.unchokes > 0, "a leecher unchoked the stalled peer");
+    assert(
+      stalled.chokesAfterUnchoke > 0 &&
+        leechers.some((l) =>
+          l.lines.some((x) => x.startsWith(`${stalled.id} `) && x.includes("and choking it"))
+        ),
+      `a leecher choked the stalled peer for giving nothing back (chokes ${stalled.chokesAfterUnchoke})`,
+    );
   } finally {
     for (const f of fakes) await f.close();
     await swarm.close();
