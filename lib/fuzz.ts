@@ -33,7 +33,7 @@ import {
   parseAnnounce,
   parseScrape,
 } from "./announce.ts";
-import { BencodeError, type BValue, decode, decodeWithSpan, encode } from "./bencode.ts";
+import { BencodeError, type BValue, concat, decode, decodeWithSpan, encode } from "./bencode.ts";
 import { toHex } from "./hash.ts";
 import {
   fromInfo,
@@ -200,24 +200,12 @@ const INTERESTING_BYTES = [0, 1, 0x13, 0x20, 0x7f, 0x80, 0xfe, 0xff];
 
 type Mutator = (input: Uint8Array, rng: FuzzRng, g: InputGenerator) => Uint8Array;
 
-function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 function insertAt(input: Uint8Array, at: number, piece: Uint8Array): Uint8Array {
-  return concatBytes(input.subarray(0, at), piece, input.subarray(at));
+  return concat([input.subarray(0, at), piece, input.subarray(at)]);
 }
 
 function replaceRange(input: Uint8Array, from: number, to: number, piece: Uint8Array): Uint8Array {
-  return concatBytes(input.subarray(0, from), piece, input.subarray(to));
+  return concat([input.subarray(0, from), piece, input.subarray(to)]);
 }
 
 /** The digit runs (with a leading minus) of an input, as [start, end) pairs. */
@@ -291,7 +279,7 @@ const MUTATORS: { name: string; weight: number; fn: Mutator }[] = [
       const chunk = other.subarray(from, Math.min(other.length, from + rng.size(256)));
       if (rng.chance(0.5)) return insertAt(input, rng.int(input.length + 1), chunk);
       // Crossover: this input's head, the other's tail.
-      return concatBytes(input.subarray(0, rng.int(input.length + 1)), other.subarray(from));
+      return concat([input.subarray(0, rng.int(input.length + 1)), other.subarray(from)]);
     },
   },
   {
@@ -581,11 +569,11 @@ function wireTarget(meta: Metainfo): FuzzTarget {
   ];
   const corpus = [
     hs,
-    concatBytes(hs, ...allMessages),
-    concatBytes(hs, allMessages[6], allMessages[3], allMessages[7], allMessages[7]),
-    concatBytes(...allMessages),
-    concatBytes(allMessages[8], allMessages[5], allMessages[0]),
-    concatBytes(hs, m({ type: "piece", index: 0, begin: 0, block: new Uint8Array(16384) })),
+    concat([hs, ...allMessages]),
+    concat([hs, allMessages[6], allMessages[3], allMessages[7], allMessages[7]]),
+    concat(allMessages),
+    concat([allMessages[8], allMessages[5], allMessages[0]]),
+    concat([hs, m({ type: "piece", index: 0, begin: 0, block: new Uint8Array(16384) })]),
   ];
   const u32 = (n: number) => {
     const b = new Uint8Array(4);
@@ -635,7 +623,7 @@ function wireTarget(meta: Metainfo): FuzzTarget {
       if (!(e instanceof WireError)) throw e;
       error = e.message;
     }
-    return { out: concatBytes(...parts), error, buffered: dec.buffered };
+    return { out: concat(parts), error, buffered: dec.buffered };
   };
   return {
     name: "wire",

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { concat } from "../lib/bencode.ts";
 import { Bitfield } from "../lib/bitfield.ts";
 import { bytesEqual } from "../lib/hash.ts";
 import { pieceSize } from "../lib/metainfo.ts";
@@ -27,7 +28,7 @@ import {
   WireDecoder,
 } from "../lib/wire.ts";
 import { assert, assertEquals, AssertionError, fail } from "./assert.ts";
-import { concat, FakeSeeder, metainfoOf, testPeerId } from "./fake_peers.ts";
+import { FakeSeeder, metainfoOf, testPeerId } from "./fake_peers.ts";
 import {
   assertSameFile,
   HOST,
@@ -219,7 +220,7 @@ Deno.test("bad peer: a seeder drops hostile connections and keeps serving", asyn
         await p.write(encodeMessage({ type: "interested" }));
         await p.until((m) => m.type === "unchoke", "an unchoke");
         const lastSize = pieceSize(meta, last);
-        await p.write(concat(request(3, 16384, 16384), request(last, 0, lastSize)));
+        await p.write(concat([request(3, 16384, 16384), request(last, 0, lastSize)]));
         for (const [index, begin, length] of [[3, 16384, 16384], [last, 0, lastSize]]) {
           const m = await p.until(
             (m) => m.type === "piece" && m.index === index && m.begin === begin,
@@ -279,7 +280,7 @@ Deno.test("bad peer: a seeder drops hostile connections and keeps serving", asyn
 
     await t.step("a message shorter than its type needs", async () => {
       // A request with 11 payload bytes instead of 12.
-      await afterHandshake(concat(u32(12), new Uint8Array([6]), new Uint8Array(11)));
+      await afterHandshake(concat([u32(12), new Uint8Array([6]), new Uint8Array(11)]));
     });
 
     await t.step("a request for a piece that does not exist", async () => {
@@ -316,7 +317,7 @@ Deno.test("bad peer: a seeder drops hostile connections and keeps serving", asyn
     });
 
     await t.step("a flood of requests", async () => {
-      const flood = concat(...Array.from({ length: 2000 }, () => request(0, 0, 16384)));
+      const flood = concat(Array.from({ length: 2000 }, () => request(0, 0, 16384)));
       await afterHandshake(flood, true);
     });
 

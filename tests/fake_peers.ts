@@ -21,6 +21,7 @@
  * @module
  */
 
+import { concat } from "../lib/bencode.ts";
 import { Bitfield } from "../lib/bitfield.ts";
 import { toHex } from "../lib/hash.ts";
 import { fromInfo, type Metainfo } from "../lib/metainfo.ts";
@@ -33,17 +34,6 @@ export function testPeerId(): Uint8Array {
   const id = new TextEncoder().encode("-TEST01-000000000000");
   crypto.getRandomValues(id.subarray(8));
   return id;
-}
-
-/** The byte arrays one after the other. */
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** The metainfo the swarm's seeder published to its tracker. */
@@ -175,7 +165,7 @@ export class FakeSeeder {
           }
         });
         if (out.length > 0) {
-          const bytes = concat(...out.splice(0));
+          const bytes = concat(out.splice(0));
           let off = 0;
           while (off < bytes.length) off += await conn.write(bytes.subarray(off));
         }

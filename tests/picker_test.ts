@@ -13,6 +13,7 @@
 import { Bitfield } from "../lib/bitfield.ts";
 import { type BlockRequest, PiecePicker } from "../lib/picker.ts";
 import { BLOCK_LENGTH } from "../lib/wire.ts";
+import { mulberry32 } from "./random.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const B = BLOCK_LENGTH;
@@ -26,18 +27,6 @@ function bits(size: number, indices: number[]): Bitfield {
 /** A layout of `pieceCount` pieces of `blocks` full blocks each. */
 function layout(pieceCount: number, blocks = 1) {
   return { pieceCount, pieceLength: blocks * B, length: pieceCount * blocks * B };
-}
-
-/** mulberry32: a deterministic stand-in for Math.random. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const pieces = (reqs: BlockRequest[]) => reqs.map((r) => r.index);

@@ -26,6 +26,7 @@
 
 import { assert, assertEquals } from "./assert.ts";
 import { FakeSeeder, metainfoOf } from "./fake_peers.ts";
+import { mulberry32 } from "./random.ts";
 import {
   assertSameFile,
   type Peer,
@@ -54,18 +55,6 @@ function runSeed(): number {
     : crypto.getRandomValues(new Uint32Array(1))[0];
   console.log(`random seed ${seed} (replay with RELIABILITY_SEED=${seed})`);
   return seed;
-}
-
-/** Mulberry32: a small, well-mixed generator of numbers in [0, 1), reproducible from its seed. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
@@ -119,7 +108,7 @@ async function stopCleanly(procs: Proc[]): Promise<void> {
 }
 
 Deno.test("reliability: 2 of 6 leechers SIGKILLed at random moments resume and finish", async () => {
-  const random = seededRandom(runSeed());
+  const random = mulberry32(runSeed());
   const swarm = await Swarm.create();
   try {
     await swarm.startTracker();

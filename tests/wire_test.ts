@@ -25,21 +25,11 @@ import {
   WireDecoder,
   WireError,
 } from "../lib/wire.ts";
+import { concat } from "../lib/bencode.ts";
 import { assert, assertEquals, assertNotEquals, assertThrows } from "./assert.ts";
+import { mulberry32 } from "./random.ts";
 
 type Out = Message | Handshake;
-
-/** A small deterministic PRNG (mulberry32) for chunk sizes and payloads. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function bytesOf(n: number, seed: number): Uint8Array {
   const r = mulberry32(seed);
@@ -52,16 +42,6 @@ function own(m: Out): Out {
   if (m.type === "bitfield") return { ...m, bitfield: m.bitfield.slice() };
   if (m.type === "unknown") return { ...m, payload: m.payload.slice() };
   return m;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** Feeds `chunks` to a fresh decoder and returns what it emitted. */
