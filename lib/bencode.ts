@@ -3,7 +3,9 @@
  * info-hash, and HTTP tracker responses.
  *
  * Byte strings stay `Uint8Array` so binary values (piece hashes, peer ids) survive; dictionary
- * keys are decoded as latin1-safe strings and emitted in sorted raw-byte order, as BEP 3 requires.
+ * keys are decoded as UTF-8 text (bytes that are not UTF-8, such as the info-hash keys of a scrape
+ * answer, become U+FFFD: the order and uniqueness checks run on the raw bytes first) and are
+ * emitted in sorted raw-byte order, as BEP 3 requires.
  *
  * @example
  * ```ts
