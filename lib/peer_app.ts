@@ -151,7 +151,13 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
       }
     },
   });
+  // A held leecher asks for the peer list before the gate opens: when many peers are released at
+  // once, the tracker round trips they would all make first cost a few hundred milliseconds
+  // before anyone dials (at 32 leechers). Peers that register later are found by the first
+  // report, as usual.
+  let early: PeerInfo[] = [];
   if (cfg.hold) {
+    if (session && !have.complete) early = await client.listPeers(session.token).catch(() => []);
     // Set up and registered: wait for the word to go, so a script can release many peers at once.
     log("READY (waiting for a line on standard input)");
     await waitForLine(Deno.stdin.readable);
@@ -169,23 +175,38 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
   const tracker = new TrackerLoop(client, params, session, log, async (token) => {
     if (cfg.seeder) await publish(client, token, meta, cfg.tracker);
   });
-  const report = () =>
-    tracker.report(engine.have.toBytes(), engine.uploaded, engine.downloaded, (peers) => {
-      for (const p of peers) {
-        fromTracker.set(p.peerId, p.id);
-        engine.namePeer(p.peerId, p.id);
-        if (engine.have.complete) continue;
-        // One side of each pair of our leechers dials, so two of them do not open two
-        // connections. Other clients learn peers only from their own announces (libtorrent at
-        // most every 5 minutes), so we dial them whatever their peer id.
-        const ours = clientName(fromHex(p.peerId)) === "swarm";
-        if (p.role === "seeder" || p.pieces === meta.pieceCount || !ours || myIdHex < p.peerId) {
-          engine.connect(p.address, p.port, p.id, p.peerId);
-        }
+  const onPeers = (peers: PeerInfo[]) => {
+    for (const p of peers) {
+      fromTracker.set(p.peerId, p.id);
+      engine.namePeer(p.peerId, p.id);
+      if (engine.have.complete) continue;
+      // One side of each pair of our leechers dials, so two of them do not open two
+      // connections. Other clients learn peers only from their own announces (libtorrent at
+      // most every 5 minutes), so we dial them whatever their peer id.
+      const ours = clientName(fromHex(p.peerId)) === "swarm";
+      if (p.role === "seeder" || p.pieces === meta.pieceCount || !ours || myIdHex < p.peerId) {
+        engine.connect(p.address, p.port, p.id, p.peerId);
       }
-    });
-  await report();
-  const reportTimer = setInterval(report, tracker.intervalMs);
+    }
+  };
+  const report = () =>
+    tracker.report(engine.have.toBytes(), engine.uploaded, engine.downloaded, onPeers);
+  onPeers(early);
+  // One timer at a time: the first report, then the regular ones.
+  let reportTimer: ReturnType<typeof setTimeout> | undefined;
+  const reportEvery = () => (reportTimer = setInterval(report, tracker.intervalMs));
+  if (early.length > 0) {
+    // Released together with many others, each already knowing its peers: the first report can
+    // wait a moment (0.5 to 1.5 s, spread out), so a crowd of tracker calls does not take the
+    // CPU the first pieces need.
+    reportTimer = setTimeout(() => {
+      report();
+      reportEvery();
+    }, 500 + Math.random() * 1000);
+  } else {
+    await report();
+    reportEvery();
+  }
 
   let progressTimer: ReturnType<typeof setInterval> | undefined;
   if (!cfg.seeder && !have.complete) {
@@ -224,6 +245,8 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
   });
+  // (A timer id clears either kind: it may still be the first report's timeout.)
+  clearTimeout(reportTimer);
   clearInterval(reportTimer);
   clearInterval(progressTimer);
   log(`Leaving the swarm (${engine.have.count}/${meta.pieceCount} pieces kept on disk)`);
