@@ -11,12 +11,11 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
-  argError,
   FatalError,
   formatBytes,
   main,
+  parseOptions,
   parseSize,
   systemReason,
   UsageError,
@@ -64,26 +63,21 @@ export function parseSeed(text: string | undefined): bigint {
 }
 
 async function run(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        size: { type: "string", default: "500MiB" },
-        out: { type: "string", default: "ubuntu-teste.iso" },
-        seed: { type: "string", default: String(DEFAULT_SEED) },
-        force: { type: "boolean", default: false },
-        announce: { type: "string", default: "http://localhost:8000/announce" },
-        "piece-length": { type: "string", default: "1MiB" },
-        "no-torrent": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError(argError(e), { cause: e });
-  }
+  const { values } = parseOptions({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      size: { type: "string", default: "500MiB" },
+      out: { type: "string", default: "ubuntu-teste.iso" },
+      seed: { type: "string", default: String(DEFAULT_SEED) },
+      force: { type: "boolean", default: false },
+      announce: { type: "string", default: "http://localhost:8000/announce" },
+      "piece-length": { type: "string", default: "1MiB" },
+      "no-torrent": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
   if (values.help) {
     console.log(USAGE);
     return;

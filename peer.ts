@@ -11,13 +11,12 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
-  argError,
   FatalError,
   main,
   parseBool,
   parseCount,
+  parseOptions,
   parsePort,
   parseRate,
   parseSeconds,
@@ -67,35 +66,30 @@ options:
 
 if (import.meta.main) {
   await main(USAGE, async () => {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args: Deno.args,
-        allowPositionals: true,
-        strict: true,
-        options: {
-          tracker: { type: "string" },
-          torrent: { type: "string" },
-          file: { type: "string", default: "ubuntu-teste.iso" },
-          dir: { type: "string", default: "." },
-          "piece-length": { type: "string" },
-          pipeline: { type: "string" },
-          quiet: { type: "boolean", default: false },
-          hold: { type: "boolean", default: false },
-          "up-rate": { type: "string" },
-          "down-rate": { type: "string" },
-          "client-server": { type: "boolean", default: false },
-          "upload-slots": { type: "string" },
-          rechoke: { type: "string" },
-          snub: { type: "string" },
-          "max-peers": { type: "string" },
-          "max-peers-per-ip": { type: "string" },
-          help: { type: "boolean", default: false },
-        },
-      });
-    } catch (e) {
-      throw new UsageError(argError(e), { cause: e });
-    }
+    const parsed = parseOptions({
+      args: Deno.args,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        tracker: { type: "string" },
+        torrent: { type: "string" },
+        file: { type: "string", default: "ubuntu-teste.iso" },
+        dir: { type: "string", default: "." },
+        "piece-length": { type: "string" },
+        pipeline: { type: "string" },
+        quiet: { type: "boolean", default: false },
+        hold: { type: "boolean", default: false },
+        "up-rate": { type: "string" },
+        "down-rate": { type: "string" },
+        "client-server": { type: "boolean", default: false },
+        "upload-slots": { type: "string" },
+        rechoke: { type: "string" },
+        snub: { type: "string" },
+        "max-peers": { type: "string" },
+        "max-peers-per-ip": { type: "string" },
+        help: { type: "boolean", default: false },
+      },
+    });
     const { values, positionals } = parsed;
     if (values.help) {
       console.log(USAGE);

@@ -10,11 +10,10 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
-  argError,
   FatalError,
   main,
+  parseOptions,
   parsePort,
   parseRate,
   parseSize,
@@ -42,30 +41,25 @@ options:
 
 if (import.meta.main) {
   await main(USAGE, async () => {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: Deno.args,
-        strict: true,
-        options: {
-          leechers: { type: "string", default: "3" },
-          size: { type: "string", default: "500MiB" },
-          dir: { type: "string", default: "swarm-data" },
-          "tracker-port": { type: "string", default: "8000" },
-          "base-port": { type: "string", default: "9000" },
-          "keep-running": { type: "boolean", default: false },
-          mode: { type: "string", default: "p2p" },
-          "seed-up": { type: "string" },
-          "peer-up": { type: "string" },
-          "peer-down": { type: "string" },
-          "piece-length": { type: "string" },
-          "no-dashboard": { type: "boolean", default: false },
-          help: { type: "boolean", default: false },
-        },
-      }));
-    } catch (e) {
-      throw new UsageError(argError(e), { cause: e });
-    }
+    const { values } = parseOptions({
+      args: Deno.args,
+      strict: true,
+      options: {
+        leechers: { type: "string", default: "3" },
+        size: { type: "string", default: "500MiB" },
+        dir: { type: "string", default: "swarm-data" },
+        "tracker-port": { type: "string", default: "8000" },
+        "base-port": { type: "string", default: "9000" },
+        "keep-running": { type: "boolean", default: false },
+        mode: { type: "string", default: "p2p" },
+        "seed-up": { type: "string" },
+        "peer-up": { type: "string" },
+        "peer-down": { type: "string" },
+        "piece-length": { type: "string" },
+        "no-dashboard": { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+    });
     if (values.help) {
       console.log(USAGE);
       return;

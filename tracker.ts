@@ -11,8 +11,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { argError, FatalError, main, parsePort, systemReason, UsageError } from "./lib/cli.ts";
+import { FatalError, main, parseOptions, parsePort, systemReason, UsageError } from "./lib/cli.ts";
 import {
   HIDE_CURSOR,
   type LogEvent,
@@ -57,23 +56,18 @@ interface Args {
 }
 
 function parse(argv: string[]): Args | "help" {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        host: { type: "string" },
-        port: { type: "string" },
-        interval: { type: "string" },
-        torrent: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError(argError(e), { cause: e });
-  }
+  const { values } = parseOptions({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      interval: { type: "string" },
+      torrent: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
   if (values.help) return "help";
   const host = values.host ?? "localhost";
   if (host.trim() === "") throw new UsageError("--host must not be empty");

@@ -11,8 +11,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { argError, main, parseSize, UsageError } from "../lib/cli.ts";
+import { main, parseOptions, parseSize, UsageError } from "../lib/cli.ts";
 import { downloadName } from "../lib/peer_app.ts";
 import { freePort, readLines, spawnEntry, waitForPort } from "../lib/process.ts";
 import { sha256File } from "../lib/swarm_runner.ts";
@@ -174,24 +173,19 @@ async function oneRun(
 
 if (import.meta.main) {
   await main(USAGE, async () => {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: Deno.args,
-        strict: true,
-        options: {
-          leechers: { type: "string", default: "4" },
-          size: { type: "string", default: "500MiB" },
-          runs: { type: "string", default: "3" },
-          warmup: { type: "string", default: "1" },
-          pipeline: { type: "string" },
-          verify: { type: "boolean", default: false },
-          json: { type: "boolean", default: false },
-        },
-      }));
-    } catch (e) {
-      throw new UsageError(argError(e), { cause: e });
-    }
+    const { values } = parseOptions({
+      args: Deno.args,
+      strict: true,
+      options: {
+        leechers: { type: "string", default: "4" },
+        size: { type: "string", default: "500MiB" },
+        runs: { type: "string", default: "3" },
+        warmup: { type: "string", default: "1" },
+        pipeline: { type: "string" },
+        verify: { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+      },
+    });
     const leechers = Number(values.leechers);
     const runs = Number(values.runs);
     const warmup = Number(values.warmup);

@@ -22,8 +22,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { FatalError, main, parseRate, parseSize, UsageError } from "../lib/cli.ts";
+import { FatalError, main, parseOptions, parseRate, parseSize, UsageError } from "../lib/cli.ts";
 import { freePort } from "../lib/process.ts";
 import { runSwarm, type SwarmSummary } from "../lib/swarm_runner.ts";
 
@@ -706,30 +705,25 @@ async function replot(out: string): Promise<void> {
 
 if (import.meta.main) {
   await main(USAGE, async () => {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: Deno.args,
-        strict: true,
-        options: {
-          n: { type: "string", default: "1,2,4,8,16,32" },
-          modes: { type: "string", default: "client-server,p2p" },
-          size: { type: "string", default: "64MiB" },
-          "seed-up": { type: "string", default: "8MiB/s" },
-          "peer-up": { type: "string", default: "4MiB/s" },
-          "peer-down": { type: "string" },
-          "piece-length": { type: "string", default: "128KiB" },
-          out: { type: "string" },
-          "keep-data": { type: "boolean", default: false },
-          replot: { type: "boolean", default: false },
-          verbose: { type: "boolean", default: false },
-          json: { type: "boolean", default: false },
-          help: { type: "boolean", default: false },
-        },
-      }));
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+    const { values } = parseOptions({
+      args: Deno.args,
+      strict: true,
+      options: {
+        n: { type: "string", default: "1,2,4,8,16,32" },
+        modes: { type: "string", default: "client-server,p2p" },
+        size: { type: "string", default: "64MiB" },
+        "seed-up": { type: "string", default: "8MiB/s" },
+        "peer-up": { type: "string", default: "4MiB/s" },
+        "peer-down": { type: "string" },
+        "piece-length": { type: "string", default: "128KiB" },
+        out: { type: "string" },
+        "keep-data": { type: "boolean", default: false },
+        replot: { type: "boolean", default: false },
+        verbose: { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+    });
     if (values.help) {
       console.log(USAGE);
       return;

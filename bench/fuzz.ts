@@ -18,12 +18,11 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import {
-  argError,
   FatalError,
   main,
   parseCount,
+  parseOptions,
   parseSeconds,
   systemReason,
   UsageError,
@@ -117,24 +116,19 @@ async function replay(path: string): Promise<void> {
 
 if (import.meta.main) {
   await main(USAGE, async () => {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: Deno.args,
-        strict: true,
-        options: {
-          seed: { type: "string", default: "1" },
-          duration: { type: "string" },
-          iterations: { type: "string" },
-          only: { type: "string" },
-          out: { type: "string", default: "fuzz-out" },
-          replay: { type: "string" },
-          json: { type: "boolean", default: false },
-        },
-      }));
-    } catch (e) {
-      throw new UsageError(argError(e), { cause: e });
-    }
+    const { values } = parseOptions({
+      args: Deno.args,
+      strict: true,
+      options: {
+        seed: { type: "string", default: "1" },
+        duration: { type: "string" },
+        iterations: { type: "string" },
+        only: { type: "string" },
+        out: { type: "string", default: "fuzz-out" },
+        replay: { type: "string" },
+        json: { type: "boolean", default: false },
+      },
+    });
     if (values.replay !== undefined) return await replay(values.replay);
     const seed = parseCount(values.seed, "--seed", 0, Number.MAX_SAFE_INTEGER);
     if (values.duration !== undefined && values.iterations !== undefined) {

@@ -17,8 +17,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { argError, FatalError, main, parseCount, UsageError } from "../lib/cli.ts";
+import { FatalError, main, parseCount, parseOptions, UsageError } from "../lib/cli.ts";
 import { toHex } from "../lib/hash.ts";
 import { hashFile, toTorrent } from "../lib/metainfo.ts";
 import { entryPath, freePort, readLines, waitForPort } from "../lib/process.ts";
@@ -88,27 +87,22 @@ interface Phase {
 }
 
 function parse(argv: string[]): Options {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        clients: { type: "string", default: "50" },
-        seconds: { type: "string", default: "20" },
-        warmup: { type: "string", default: "2" },
-        peers: { type: "string", default: "400" },
-        registered: { type: "string", default: "50" },
-        rpc: { type: "string", default: "report" },
-        threads: { type: "string", default: "1" },
-        json: { type: "boolean", default: false },
-        "v8-flags": { type: "string" },
-      },
-    }));
-  } catch (e) {
-    throw new UsageError(argError(e), { cause: e });
-  }
+  const { values } = parseOptions({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      clients: { type: "string", default: "50" },
+      seconds: { type: "string", default: "20" },
+      warmup: { type: "string", default: "2" },
+      peers: { type: "string", default: "400" },
+      registered: { type: "string", default: "50" },
+      rpc: { type: "string", default: "report" },
+      threads: { type: "string", default: "1" },
+      json: { type: "boolean", default: false },
+      "v8-flags": { type: "string" },
+    },
+  });
   const rpc = values.rpc;
   if (rpc !== "report" && rpc !== "list") throw new UsageError("--rpc must be report or list");
   const o: Options = {

@@ -1,6 +1,7 @@
 /**
  * Shared command-line plumbing for the entrypoints: a typed usage error that exits 2, a fatal
- * error that prints one sentence and exits 1, and parsers for ports, booleans and byte sizes.
+ * error that prints one sentence and exits 1, option parsing, and parsers for ports, booleans and
+ * byte sizes.
  *
  * @example
  * ```ts
@@ -11,6 +12,8 @@
  * ```
  * @module
  */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
 
 /** Wrong or missing command-line arguments: the entrypoint prints its usage and exits 2. */
 export class UsageError extends Error {
@@ -59,6 +62,29 @@ export async function main(usage: string, body: () => Promise<void>): Promise<vo
 function debugEnabled(): boolean {
   const q = Deno.permissions.querySync({ name: "env", variable: "SWARM_DEBUG" });
   return q.state === "granted" && Deno.env.get("SWARM_DEBUG") === "1";
+}
+
+/**
+ * `parseArgs` for our command lines: a wrong option or value becomes a {@linkcode UsageError}
+ * with {@linkcode argError}'s short sentence, which {@linkcode main} prints with the usage.
+ *
+ * @example
+ * ```ts
+ * import { parseOptions } from "./cli.ts";
+ * const { values } = parseOptions({
+ *   args: ["--size", "4MiB"],
+ *   options: { size: { type: "string", default: "64MiB" } },
+ * });
+ * ```
+ */
+export function parseOptions<T extends ParseArgsConfig>(
+  config: T,
+): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (e) {
+    throw new UsageError(argError(e), { cause: e });
+  }
 }
 
 /** `parseArgs`'s messages are long and Node-flavoured; say the same in one short clause. */
