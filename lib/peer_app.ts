@@ -245,9 +245,8 @@ export async function runPeer(cfg: PeerConfig): Promise<void> {
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
   });
-  // (A timer id clears either kind: it may still be the first report's timeout.)
+  // The first report's timeout or the interval after it: one id space, either call clears both.
   clearTimeout(reportTimer);
-  clearInterval(reportTimer);
   clearInterval(progressTimer);
   log(`Leaving the swarm (${engine.have.count}/${meta.pieceCount} pieces kept on disk)`);
   engine.stop();

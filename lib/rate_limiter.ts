@@ -70,7 +70,7 @@ const BLOCK_GRANT = 16 * 1024 + 13;
 const MAX_GRANT = 4 * BLOCK_GRANT;
 /**
  * Waiters are woken at most this often (ms). Every timer wake-up of a Deno process costs about
- * 0.2 ms of CPU; one per 16 KiB block at 4 MiB/s was half of a capped peer's CPU time. Tokens
+ * 0.15 ms of CPU; one per 16 KiB block at 4 MiB/s was a large share of a capped peer's CPU. Tokens
  * accrued meanwhile serve several waiters in one wake-up, within the bucket's burst.
  */
 const MIN_WAKE_MS = 20;
@@ -99,7 +99,8 @@ export class RateLimiter {
 
   /**
    * Resolves with a number of bytes from 1 to `want` that may be moved now: at most about 50 ms
-   * of the rate, one to four blocks. Callers are served in order. After {@linkcode close}, resolves at once with `want`.
+   * of the rate, one to four blocks. Callers are served in order. After {@linkcode close},
+   * resolves at once with `want`.
    */
   acquire(want: number): Promise<number> {
     want = Math.max(1, Math.min(want, this.#maxGrant));
